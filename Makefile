@@ -1,0 +1,149 @@
+# rnnc — compiles deep recurrent network specs into specialised C.
+#
+# make            build rnnc and the runtime (build/rnnc, build/libnnrt.a)
+# make demo       generate, build and run the sine example
+# make test       the whole test suite (Check), PyTorch conformance included
+# make sanitize   the same suite under AddressSanitizer and UndefinedBehaviorSanitizer
+# make install    install rnnc, nnrt.h and libnnrt.a under PREFIX
+# V=1 shows full commands.
+
+# ---- User settings ----------------------------------------------------------------------------
+CC ?= cc
+PREFIX ?= /usr/local
+OPT ?= -O2 -g
+V ?= 0
+
+# ---- Toolchain and libraries ------------------------------------------------------------------
+PKGS := lua5.4 jansson check
+pkg = $(shell pkg-config $(1) $(2) 2>/dev/null)
+LUA_CFLAGS = $(call pkg,--cflags,lua5.4)
+LUA_LIBS = $(call pkg,--libs,lua5.4)
+JANSSON_LIBS = $(call pkg,--libs,jansson)
+CHECK_CFLAGS = $(call pkg,--cflags,check)
+CHECK_LIBS = $(call pkg,--libs,check)
+
+WARN := -std=c11 -Wall -Wextra -Werror
+CFLAGS_ALL = $(WARN) $(OPT) $(SAN)
+BUILD ?= build
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-5s %s\n' $(1) $(2)
+endif
+
+VERSION := 0.1.0
+
+# ---- rnnc and the runtime ---------------------------------------------------------------------
+GEN_SOURCES := $(wildcard generator/*.lua generator/backend/*.lua) $(wildcard templates/*)
+RUNTIME_SOURCES := $(wildcard runtime/*.c)
+RUNTIME_OBJECTS := $(patsubst runtime/%.c,$(BUILD)/runtime/%.o,$(RUNTIME_SOURCES))
+
+# Build rnnc and the runtime.
+all: $(BUILD)/rnnc $(BUILD)/libnnrt.a
+
+$(BUILD)/embed: generator/embed.c
+	@mkdir -p $(BUILD)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(WARN) -O1 $< -o $@
+
+$(BUILD)/embedded.c: $(BUILD)/embed $(GEN_SOURCES)
+	$(call say,GEN,$@)
+	$(Q)$(BUILD)/embed $@ $(GEN_SOURCES)
+
+$(BUILD)/rnnc: generator/rnnc.c generator/embedded.h $(BUILD)/embedded.c
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -DRNNC_VERSION='"$(VERSION)"' $(LUA_CFLAGS) -Igenerator \
+		generator/rnnc.c $(BUILD)/embedded.c $(LUA_LIBS) -o $@
+
+$(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h
+	@mkdir -p $(BUILD)/runtime
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -c $< -o $@
+
+$(BUILD)/libnnrt.a: $(RUNTIME_OBJECTS)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# Install rnnc, the runtime header and library under PREFIX.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(BUILD)/rnnc $(DESTDIR)$(PREFIX)/bin/rnnc
+	install -m 644 runtime/nnrt.h $(DESTDIR)$(PREFIX)/include/nnrt.h
+	install -m 644 $(BUILD)/libnnrt.a $(DESTDIR)$(PREFIX)/lib/libnnrt.a
+
+# ---- Tests ------------------------------------------------------------------------------------
+# Every spec under tests/specs/forward and tests/specs/torch is generated (file name = model
+# name), compiled with -Wall -Wextra -Werror, and linked into the one Check runner.
+TEST_SPECS := $(wildcard tests/specs/forward/*.lua tests/specs/torch/*.lua)
+TEST_MODELS := $(basename $(notdir $(TEST_SPECS)))
+TEST_GEN := out/tests/models
+TEST_MODEL_OBJECTS := $(patsubst %,$(BUILD)/tests/models/%.o,$(TEST_MODELS))
+TEST_SOURCES := $(wildcard tests/*.c)
+TEST_OBJECTS := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SOURCES))
+TEST_CFLAGS = $(CFLAGS_ALL) -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
+	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"'
+
+vpath %.lua tests/specs/forward tests/specs/torch
+
+$(TEST_GEN)/%.c: %.lua $(BUILD)/rnnc
+	$(call say,GEN,$@)
+	$(Q)$(BUILD)/rnnc generate $< -o $(TEST_GEN) --isa scalar >/dev/null
+
+$(BUILD)/tests/models/%.o: $(TEST_GEN)/%.c
+	@mkdir -p $(BUILD)/tests/models
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -I$(TEST_GEN) -c $< -o $@
+
+$(TEST_GEN)/registry.c: tests/gen_registry.sh $(TEST_SPECS)
+	@mkdir -p $(TEST_GEN)
+	$(call say,GEN,$@)
+	$(Q)sh tests/gen_registry.sh $(TEST_MODELS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tests/registry.o: $(TEST_GEN)/registry.c
+	@mkdir -p $(BUILD)/tests
+	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -Itests -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) runtime/nnrt.h
+	@mkdir -p $(BUILD)/tests
+	$(call say,CC,$@)
+	$(Q)$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registry.o $(BUILD)/libnnrt.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN) $^ $(CHECK_LIBS) $(JANSSON_LIBS) -lm -o $@
+
+# Build and run the whole suite (installs missing packages when root).
+test: deps-test
+	@$(MAKE) --no-print-directory all $(BUILD)/run_tests
+	$(call say,TEST,$(BUILD)/run_tests)
+	$(Q)$(BUILD)/run_tests
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (separate build tree).
+sanitize: deps-test
+	@$(MAKE) --no-print-directory BUILD=build/sanitize OPT='-O1 -g' \
+		SAN='-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' \
+		TEST_GEN=out/tests/sanitize all build/sanitize/run_tests
+	$(call say,TEST,build/sanitize/run_tests)
+	$(Q)ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/sanitize/run_tests
+
+deps-build:
+	@sh scripts/deps.sh build
+
+deps-test:
+	@sh scripts/deps.sh test
+
+# ---- Demo -------------------------------------------------------------------------------------
+# Generate, build and run the sine example end to end.
+demo: deps-build
+	@$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory -C examples/sine run
+
+# Remove everything built or generated.
+clean:
+	rm -rf $(BUILD) out/tests out/sine out/bench
+
+.PHONY: all install test sanitize demo clean deps-build deps-test
+.DELETE_ON_ERROR:

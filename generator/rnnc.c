@@ -1,0 +1,420 @@
+/* rnnc.c — the host: a C program embedding Lua 5.4 that runs the generator's Lua modules.
+ *
+ * Modelled on Lua's own lua.c: main creates the state and runs everything inside lua_pcall;
+ * the outcome maps to an exit code. User errors (bad specs, bad files, bad usage) are Lua tables
+ * with __tostring and an exit code, printed as plain messages; any other error is a bug in rnnc
+ * and is printed with a traceback (exit 2).
+ *
+ * The host gives the Lua side a small `host` table: the embedded sources, file I/O (atomic
+ * writes), the machine's cache sizes and ISA, running a command, and a sandbox runner with an
+ * instruction limit and a memory limit for evaluating specs.
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "embedded.h"
+
+#ifndef RNNC_VERSION
+#define RNNC_VERSION "0.1.0"
+#endif
+
+/* ---- Memory accounting: the sandbox's memory limit ------------------------------------------ */
+
+static struct {
+    size_t used;  /* bytes currently allocated by the Lua state */
+    size_t limit; /* 0: unlimited; otherwise refuse growth past it */
+    int tripped;  /* the limit refused an allocation */
+} memory;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        memory.used -= old;
+        return NULL;
+    }
+    if (memory.limit && nsize > old && memory.used + (nsize - old) > memory.limit) {
+        memory.tripped = 1;
+        return NULL; /* Lua raises "not enough memory" */
+    }
+    void *grown = realloc(ptr, nsize);
+    if (grown) memory.used = memory.used - old + nsize;
+    return grown;
+}
+
+/* ---- Instruction limit -------------------------------------------------------------------- */
+
+#define HOOK_EVERY 1000 /* instructions between count-hook calls */
+
+static struct {
+    long long budget; /* instructions left; the hook raises an error below zero */
+    int tripped;
+} instructions;
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    instructions.budget -= HOOK_EVERY;
+    if (instructions.budget < 0) {
+        instructions.tripped = 1;
+        luaL_error(L, "instruction limit exceeded");
+    }
+}
+
+/* host.sandbox(fn, arg, max_instructions, max_bytes) -> ok, value_or_error, limit
+ * Calls fn(arg) under both limits. limit is "instructions", "memory" or nil. */
+static int host_sandbox(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_Integer max_instructions = luaL_checkinteger(L, 3);
+    lua_Integer max_bytes = luaL_checkinteger(L, 4);
+    lua_settop(L, 2);                             /* fn arg */
+    instructions.budget = max_instructions;
+    instructions.tripped = 0;
+    memory.tripped = 0;
+    memory.limit = memory.used + (size_t)max_bytes;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    int status = lua_pcall(L, 1, 1, 0);           /* result_or_error */
+    lua_sethook(L, NULL, 0, 0);
+    memory.limit = 0;
+    lua_pushboolean(L, status == LUA_OK);         /* result ok */
+    lua_insert(L, -2);                            /* ok result */
+    if (instructions.tripped)
+        lua_pushliteral(L, "instructions");       /* ok result limit */
+    else if (memory.tripped)
+        lua_pushliteral(L, "memory");             /* ok result limit */
+    else
+        lua_pushnil(L);                           /* ok result nil */
+    return 3;
+}
+
+/* ---- Files -------------------------------------------------------------------------------- */
+
+/* host.source(path) -> text or nil: a file compiled into rnnc. */
+static int host_source(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    for (const rnnc_embedded_file *f = rnnc_embedded_files; f->path; f++) {
+        if (strcmp(f->path, path) == 0) {
+            lua_pushlstring(L, f->data, f->size); /* text */
+            return 1;
+        }
+    }
+    lua_pushnil(L);                               /* nil */
+    return 1;
+}
+
+/* host.read_file(path) -> data | nil, message */
+static int host_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno)); /* nil message */
+        return 2;
+    }
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) luaL_addlstring(&buf, chunk, n);
+    int failed = ferror(fp);
+    fclose(fp);
+    if (failed) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: read error", path); /* ... nil message */
+        return 2;
+    }
+    luaL_pushresult(&buf);                        /* data */
+    return 1;
+}
+
+/* host.write_atomic(path, data) -> true | nil, message
+ * Writes a temporary file beside path, syncs it, then renames it over path. */
+static int host_write_atomic(lua_State *L)
+{
+    size_t size;
+    const char *path = luaL_checkstring(L, 1);
+    const char *data = luaL_checklstring(L, 2, &size);
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: path too long", path);
+        return 2;
+    }
+    int fd = mkstemp(tmp);
+    const char *why = NULL;
+    if (fd < 0) {
+        why = strerror(errno);
+    } else {
+        FILE *fp = fdopen(fd, "wb");
+        int ok = fp && fwrite(data, 1, size, fp) == size && fflush(fp) == 0 && fsync(fd) == 0;
+        if (!ok) why = strerror(errno ? errno : EIO);
+        if (fp) ok = fclose(fp) == 0 && ok;
+        else close(fd);
+        if (!why && !ok) why = strerror(errno);
+        if (!why && chmod(tmp, 0644) != 0) why = strerror(errno);
+        if (!why && rename(tmp, path) != 0) why = strerror(errno);
+        if (why) unlink(tmp);
+    }
+    if (why) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: cannot write: %s", path, why); /* nil message */
+        return 2;
+    }
+    lua_pushboolean(L, 1);                        /* true */
+    return 1;
+}
+
+/* host.mkdir_p(path) -> true | nil, message */
+static int host_mkdir_p(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof buf) return luaL_error(L, "path too long: %s", path);
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "%s: cannot create directory: %s", buf, strerror(errno));
+                return 2;
+            }
+            *p = saved;
+            if (saved == '\0') break;
+        }
+    }
+    lua_pushboolean(L, 1);                        /* true */
+    return 1;
+}
+
+/* host.file_exists(path) -> boolean */
+static int host_file_exists(lua_State *L)
+{
+    struct stat st;
+    lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0); /* exists */
+    return 1;
+}
+
+/* host.exe_dir() -> the directory holding this rnnc binary */
+static int host_exe_dir(lua_State *L)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return luaL_error(L, "cannot find the rnnc binary: %s", strerror(errno));
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash) *slash = '\0';
+    lua_pushstring(L, buf);                       /* dir */
+    return 1;
+}
+
+/* ---- The machine -------------------------------------------------------------------------- */
+
+/* Reads a sysfs cache size such as "48K" or "32768K" or "1M"; 0 if absent. */
+static long long read_cache_size(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    long long value = 0;
+    char unit = 0;
+    int n = fscanf(fp, "%lld%c", &value, &unit);
+    fclose(fp);
+    if (n < 1) return 0;
+    if (unit == 'K') value <<= 10;
+    else if (unit == 'M') value <<= 20;
+    else if (unit == 'G') value <<= 30;
+    return value;
+}
+
+static int read_cache_field(const char *dir, const char *field, char *out, size_t size)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, field);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    int ok = fgets(out, (int)size, fp) != NULL;
+    fclose(fp);
+    if (ok) out[strcspn(out, "\n")] = '\0';
+    return ok;
+}
+
+/* host.cache_sizes() -> {l1d=bytes, l2=bytes, l3=bytes} of cpu0 (fields absent when unknown) */
+static int host_cache_sizes(lua_State *L)
+{
+    lua_newtable(L);                              /* sizes */
+    for (int index = 0; index < 8; index++) {
+        char dir[128], level[16], type[32];
+        snprintf(dir, sizeof dir, "/sys/devices/system/cpu/cpu0/cache/index%d", index);
+        if (!read_cache_field(dir, "level", level, sizeof level)) continue;
+        if (!read_cache_field(dir, "type", type, sizeof type)) continue;
+        if (strcmp(type, "Instruction") == 0) continue;
+        char size_path[160];
+        snprintf(size_path, sizeof size_path, "%s/size", dir);
+        long long bytes = read_cache_size(size_path);
+        if (bytes <= 0) continue;
+        const char *key = strcmp(level, "1") == 0 ? "l1d" : strcmp(level, "2") == 0 ? "l2" : "l3";
+        lua_pushinteger(L, bytes);                /* sizes bytes */
+        lua_setfield(L, -2, key);                 /* sizes */
+    }
+    return 1;
+}
+
+/* host.cpu_supports(feature) -> boolean, for "sse4.1", "avx2", "fma", "avx512f" */
+static int host_cpu_supports(lua_State *L)
+{
+    const char *f = luaL_checkstring(L, 1);
+    int yes = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (strcmp(f, "sse4.1") == 0) yes = __builtin_cpu_supports("sse4.1");
+    else if (strcmp(f, "avx2") == 0) yes = __builtin_cpu_supports("avx2");
+    else if (strcmp(f, "fma") == 0) yes = __builtin_cpu_supports("fma");
+    else if (strcmp(f, "avx512f") == 0) yes = __builtin_cpu_supports("avx512f");
+#elif defined(__aarch64__)
+    yes = strcmp(f, "neon") == 0;
+#endif
+    lua_pushboolean(L, yes);                      /* supported */
+    return 1;
+}
+
+/* host.system(command) -> exit status (-1 if it could not run) */
+static int host_system(lua_State *L)
+{
+    int status = system(luaL_checkstring(L, 1));
+    if (status != -1 && WIFEXITED(status)) status = WEXITSTATUS(status);
+    else status = -1;
+    lua_pushinteger(L, status);                   /* status */
+    return 1;
+}
+
+static const luaL_Reg host_functions[] = {
+    {"sandbox", host_sandbox},         {"source", host_source},
+    {"read_file", host_read_file},     {"write_atomic", host_write_atomic},
+    {"mkdir_p", host_mkdir_p},         {"file_exists", host_file_exists},
+    {"exe_dir", host_exe_dir},         {"cache_sizes", host_cache_sizes},
+    {"cpu_supports", host_cpu_supports}, {"system", host_system},
+    {NULL, NULL}};
+
+/* ---- Loading the generator's modules from the embedded sources ------------------------------ */
+
+/* package.searchers entry: require("rnnc.backend.scalar") loads generator/backend/scalar.lua. */
+static int embedded_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (strncmp(name, "rnnc.", 5) != 0) {
+        lua_pushfstring(L, "no embedded module '%s'", name);
+        return 1;
+    }
+    luaL_Buffer path;
+    luaL_buffinit(L, &path);
+    luaL_addstring(&path, "generator/");
+    for (const char *p = name + 5; *p; p++) luaL_addchar(&path, *p == '.' ? '/' : *p);
+    luaL_addstring(&path, ".lua");
+    luaL_pushresult(&path);                       /* name path */
+    const char *file = lua_tostring(L, -1);
+    for (const rnnc_embedded_file *f = rnnc_embedded_files; f->path; f++) {
+        if (strcmp(f->path, file) == 0) {
+            lua_pushfstring(L, "@%s", file);      /* name path chunkname */
+            if (luaL_loadbuffer(L, f->data, f->size, lua_tostring(L, -1)) != LUA_OK)
+                return lua_error(L);
+            lua_insert(L, -3);                    /* name loader path chunkname */
+            lua_pop(L, 1);                        /* name loader path */
+            return 2;
+        }
+    }
+    lua_pushfstring(L, "no embedded file '%s'", file);
+    return 1;
+}
+
+/* Message handler: user errors (tables with __tostring) pass unchanged; anything else is a
+ * bug and gets a traceback. */
+static int message_handler(lua_State *L)
+{
+    if (!lua_isstring(L, 1) && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+        lua_pop(L, 1);                            /* err */
+        return 1;
+    }
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);                 /* err traceback */
+    return 1;
+}
+
+/* Runs generator/main.lua's main(host, args) inside the state; returns the exit code. */
+static int run(lua_State *L, int argc, char **argv)
+{
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");                  /* package */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "path");                  /* package */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");                 /* package */
+    lua_getfield(L, -1, "searchers");             /* package searchers */
+    lua_pushcfunction(L, embedded_searcher);      /* package searchers searcher */
+    lua_rawseti(L, -2, 2);                        /* package searchers (replaces the file one) */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4);                        /* package searchers (no C modules) */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3);                        /* package searchers */
+    lua_pop(L, 2);                                /* (empty) */
+
+    lua_pushcfunction(L, message_handler);        /* handler */
+    lua_getglobal(L, "require");                  /* handler require */
+    lua_pushliteral(L, "rnnc.main");              /* handler require "rnnc.main" */
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {        /* handler main | handler err */
+        fprintf(stderr, "rnnc: internal error: %s\n", lua_tostring(L, -1));
+        return 2;
+    }
+    luaL_newlib(L, host_functions);               /* handler main host */
+    lua_pushliteral(L, RNNC_VERSION);
+    lua_setfield(L, -2, "version");               /* handler main host */
+    lua_newtable(L);                              /* handler main host args */
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);                    /* handler main host args */
+    }
+    if (lua_pcall(L, 2, 1, 1) == LUA_OK) {        /* handler code */
+        int code = (int)lua_tointeger(L, -1);
+        return code;
+    }
+    /* handler err */
+    if (!lua_isstring(L, -1)) {                   /* a user error: plain message, its exit code */
+        int code = 1;
+        if (lua_getfield(L, -1, "exit_code") == LUA_TNUMBER) code = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);                            /* handler err */
+        fprintf(stderr, "%s\n", luaL_tolstring(L, -1, NULL));
+        return code;
+    }
+    fprintf(stderr, "rnnc: internal error (a bug in rnnc, please report it):\n%s\n",
+            lua_tostring(L, -1));
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    lua_State *L = lua_newstate(limited_alloc, NULL);
+    if (!L) {
+        fprintf(stderr, "rnnc: cannot create the Lua state: out of memory\n");
+        return 2;
+    }
+    int code = run(L, argc, argv);
+    lua_close(L);
+    return code;
+}

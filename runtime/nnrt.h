@@ -1,0 +1,213 @@
+/* nnrt.h — the rnnc runtime: the small library every generated model links against.
+ *
+ * The header is the manual. Conventions:
+ *  - Public names are nnrt_*, private ones nnrt__*, macros NNRT_*.
+ *  - Functions that can fail return an NNRT_* result code; NNRT_OK is 0. On failure a detailed,
+ *    human-readable message (naming the file and the tensor or field) is kept per thread and
+ *    returned by nnrt_last_error(). Library code never prints and never exits.
+ *  - Memory passed in stays owned by the caller. Memory the runtime hands out is released with
+ *    the matching *_free function named at the allocating call.
+ *  - Every file the runtime writes is written atomically: to a temporary file in the same
+ *    directory, flushed, synced, then renamed over the target. A failed write leaves the
+ *    previous file untouched and no temporary behind.
+ */
+#ifndef NNRT_H
+#define NNRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever the generated code's view of this header changes; generated sources check it
+ * at compile time. */
+#define NNRT_ABI_VERSION 1
+
+/* ---- Result codes ---------------------------------------------------------------------- */
+#define NNRT_OK 0          /* success */
+#define NNRT_ERR_NOMEM 1   /* out of memory */
+#define NNRT_ERR_IO 2      /* a file could not be opened, read, written or renamed */
+#define NNRT_ERR_FORMAT 3  /* a file is malformed, truncated or hostile */
+#define NNRT_ERR_DTYPE 4   /* a tensor or array has the wrong element type */
+#define NNRT_ERR_SHAPE 5   /* a tensor or array has the wrong shape */
+#define NNRT_ERR_NAME 6    /* a tensor is missing, unexpected or duplicated */
+#define NNRT_ERR_ARG 7     /* an argument is out of range (e.g. T outside 1..seq_len) */
+#define NNRT_ERR_NUMERIC 8 /* a NaN or infinity where a finite number is required */
+
+/* Short fixed text for a result code ("out of memory"); never NULL. */
+const char *nnrt_strerror(int code);
+/* The detailed message of the last failing call on this thread, e.g.
+ * "w.safetensors: tensor rnn.weight_hh_l0: expected shape [128, 32], found [128, 16]".
+ * Empty string when nothing has failed yet. Valid until the next runtime call on this thread. */
+const char *nnrt_last_error(void);
+/* Sets the thread's detailed message (printf-style) and returns code; used by the runtime and
+ * by generated code to report argument errors. */
+int nnrt_fail(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- Aligned memory -------------------------------------------------------------------- */
+#define NNRT_ALIGN 64 /* bytes: one cache line, one AVX-512 vector */
+/* Zero-filled block aligned to NNRT_ALIGN; NULL when out of memory. nnrt_alloc(0) returns a
+ * valid, freeable pointer. Release with nnrt_free (NULL is accepted). */
+void *nnrt_alloc(size_t bytes);
+void nnrt_free(void *p);
+
+/* ---- Deterministic random numbers ---------------------------------------------------------
+ * xoshiro256** seeded through splitmix64: the same seed gives the same stream on every machine. */
+typedef struct nnrt_rng {
+    uint64_t s[4];
+} nnrt_rng;
+void nnrt_rng_seed(nnrt_rng *rng, uint64_t seed);
+uint64_t nnrt_rng_u64(nnrt_rng *rng);
+double nnrt_rng_uniform(nnrt_rng *rng); /* [0, 1), 53 random bits */
+double nnrt_rng_normal(nnrt_rng *rng);  /* standard normal */
+/* Fill n values with U(lo, hi), drawing one nnrt_rng_uniform per value in index order. */
+void nnrt_fill_uniform_f32(float *dst, size_t n, double lo, double hi, nnrt_rng *rng);
+void nnrt_fill_uniform_f64(double *dst, size_t n, double lo, double hi, nnrt_rng *rng);
+
+/* ---- Element types ----------------------------------------------------------------------- */
+typedef enum nnrt_dtype { NNRT_F32 = 0, NNRT_F64 = 1, NNRT_I32 = 2, NNRT_I64 = 3 } nnrt_dtype;
+size_t nnrt_dtype_size(nnrt_dtype dtype);      /* 4 or 8 */
+const char *nnrt_dtype_name(nnrt_dtype dtype); /* "float32", "float64", "int32", "int64" */
+
+#define NNRT_MAX_DIMS 8
+
+/* ---- Atomic file writes ------------------------------------------------------------------ */
+typedef struct nnrt_atomic_file {
+    FILE *fp;
+    char *path;     /* the target */
+    char *tmp_path; /* the temporary beside it */
+    int failed;     /* a write failed: commit will refuse */
+} nnrt_atomic_file;
+/* Opens a temporary file beside path (same directory, so rename is atomic). */
+int nnrt_atomic_open(nnrt_atomic_file *f, const char *path);
+int nnrt_atomic_write(nnrt_atomic_file *f, const void *data, size_t bytes);
+/* Flushes, fsyncs and renames over path; on any failure removes the temporary. Always releases f. */
+int nnrt_atomic_commit(nnrt_atomic_file *f);
+/* Removes the temporary and releases f; the target is untouched. Safe after a failed open. */
+void nnrt_atomic_abort(nnrt_atomic_file *f);
+
+/* ---- safetensors ---------------------------------------------------------------------------
+ * A tensor as the caller describes it: name, dtype, shape and a caller-owned buffer holding the
+ * product of the shape elements, C order. */
+typedef struct nnrt_tensor {
+    const char *name;
+    nnrt_dtype dtype;
+    int ndim;
+    int64_t shape[NNRT_MAX_DIMS];
+    void *data;
+} nnrt_tensor;
+
+/* Writes the tensors (in the given order, 8-byte-aligned data, little endian) atomically. */
+int nnrt_safetensors_write(const char *path, const nnrt_tensor *tensors, size_t count);
+/* Reads a file that must hold exactly these tensors, with these names, dtypes and shapes (the
+ * optional "__metadata__" entry is allowed), and copies each into its data buffer. The first
+ * mismatch is reported by name: a missing or extra tensor is NNRT_ERR_NAME, a wrong dtype
+ * NNRT_ERR_DTYPE, a wrong shape NNRT_ERR_SHAPE. A malformed, truncated or hostile file (header
+ * length past the end or over 100 MB, invalid JSON, offsets out of order, past the end,
+ * overlapping or leaving holes, sizes that disagree with the shape) is NNRT_ERR_FORMAT; nothing is
+ * read outside the file. On failure the buffers may have been partly written. */
+int nnrt_safetensors_read(const char *path, const nnrt_tensor *tensors, size_t count);
+
+/* ---- .npy ----------------------------------------------------------------------------------
+ * Format versions 1.0, 2.0 and 3.0; dtypes <f4, <f8, <i4, <i8 (and '|'/'=' byte orders where
+ * meaningless or native); C order only. Anything else is a clear NNRT_ERR_FORMAT or
+ * NNRT_ERR_DTYPE naming the file and what was found. */
+typedef struct nnrt_array {
+    nnrt_dtype dtype;
+    int ndim;
+    int64_t shape[NNRT_MAX_DIMS];
+    size_t count; /* product of shape (1 for ndim 0) */
+    void *data;   /* count elements, NNRT_ALIGN-aligned */
+} nnrt_array;
+/* Reads path into *out (data allocated with nnrt_alloc; release with nnrt_array_free). */
+int nnrt_npy_read(const char *path, nnrt_array *out);
+/* Writes a (version 1.0, C order, little endian) atomically. */
+int nnrt_npy_write(const char *path, const nnrt_array *a);
+void nnrt_array_free(nnrt_array *a); /* frees data and zeroes *a; NULL-safe */
+
+/* ---- Model descriptors ---------------------------------------------------------------------
+ * Every generated model exports `const nnrt_model <name>_model`: its architecture, its parameter
+ * tensors, and its entry points through untyped pointers, so that generic code (the driver,
+ * tests, benchmarks) can run any model. Typed entry points are in the model's own header. */
+enum nnrt_cell { NNRT_CELL_RNN_TANH = 0, NNRT_CELL_RNN_RELU = 1, NNRT_CELL_GRU = 2, NNRT_CELL_LSTM = 3 };
+enum nnrt_act { NNRT_ACT_LINEAR = 0, NNRT_ACT_RELU = 1, NNRT_ACT_TANH = 2, NNRT_ACT_SIGMOID = 3 };
+enum nnrt_loss { NNRT_LOSS_MSE = 0, NNRT_LOSS_CROSS_ENTROPY = 1, NNRT_LOSS_BCE = 2 };
+
+typedef struct nnrt_layer_desc {
+    int cell;   /* enum nnrt_cell */
+    int input;  /* features in */
+    int hidden; /* H */
+} nnrt_layer_desc;
+
+typedef struct nnrt_head_desc {
+    int act; /* enum nnrt_act */
+    int input;
+    int output;
+} nnrt_head_desc;
+
+/* One parameter tensor inside the flat parameter array, in PyTorch layout and naming. */
+typedef struct nnrt_param_desc {
+    const char *name; /* "rnn.weight_ih_l0", "head.1.bias", ... */
+    int ndim;         /* 1 or 2 */
+    int64_t shape[2];
+    size_t offset;     /* in elements from the start of the flat array */
+    size_t count;      /* elements */
+    double init_bound; /* default init draws U(-init_bound, init_bound) */
+} nnrt_param_desc;
+
+typedef struct nnrt_model {
+    int abi_version; /* NNRT_ABI_VERSION at generation time */
+    const char *name;
+    const char *isa;  /* backend the code was generated for: "scalar", "avx2", ... */
+    nnrt_dtype dtype; /* NNRT_F32 or NNRT_F64: element type of params, state, x and y */
+    int input, output, seq_len, batch;
+    int output_last; /* 1 when output_at = "last": y is [B][O] instead of [T][B][O] */
+    int loss;        /* enum nnrt_loss */
+    int num_layers;
+    const nnrt_layer_desc *layers;
+    int num_heads;
+    const nnrt_head_desc *heads;
+    size_t num_params; /* elements in the flat parameter array */
+    int num_tensors;
+    const nnrt_param_desc *tensors;
+    size_t params_bytes, state_bytes, work_bytes; /* sizes of the model's structs */
+    /* Entry points, the typed ones of the model header behind void pointers. */
+    void (*reset)(void *state);
+    void (*step)(const void *params, void *state, const void *x, void *y);
+    int (*forward)(const void *params, void *state, void *work, int T, const void *x, void *y);
+} nnrt_model;
+
+/* PyTorch-style default init of the flat parameter array: each tensor, in descriptor order,
+ * U(-init_bound, init_bound) from one stream seeded with seed. */
+void nnrt_model_init(const nnrt_model *m, void *params, uint64_t seed);
+/* Loads/saves the flat parameter array from/to a safetensors file with the descriptor's names,
+ * shapes and dtype (nnrt_safetensors_read's checks apply). */
+int nnrt_model_load(const nnrt_model *m, void *params, const char *path);
+int nnrt_model_save(const nnrt_model *m, const void *params, const char *path);
+
+/* The generated driver program: `<name> init|forward ...` as DESIGN.md specifies. Prints its own
+ * errors to stderr and returns the process exit code (0 ok, 1 bad input, 2 usage). */
+int nnrt_driver_main(const nnrt_model *m, int argc, char **argv);
+
+/* ---- Internals shared by the runtime's own .c files: not part of the API, may change --------- */
+int nnrt__dtype_valid(int dtype);                    /* 1 for NNRT_F32..NNRT_I64 */
+int nnrt__mul_size(size_t a, size_t b, size_t *out); /* 1 and *out = a * b, or 0 on overflow */
+/* Copies len bytes of untrusted text into buf for a message: control bytes become '?', and text
+ * longer than size - 4 is cut and ends in "...". Returns buf. */
+const char *nnrt__printable(const char *text, size_t len, char *buf, size_t size);
+/* Opens a regular file for reading and reports its size; on failure *fp is NULL. */
+int nnrt__open_regular(const char *path, FILE **fp, uint64_t *size);
+/* Reads exactly bytes in bounded chunks; a short read is NNRT_ERR_FORMAT naming what was read. */
+int nnrt__read_exact(FILE *fp, void *dst, size_t bytes, const char *path, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NNRT_H */

@@ -1,0 +1,33 @@
+#!/bin/sh
+# deps.sh GROUP... — makes sure the Debian packages a make target needs are installed.
+# As root it installs what is missing with apt-get; otherwise it prints the exact command and
+# fails. Groups: build (compile rnnc, the runtime and generated code), test (build + Check +
+# PyTorch and numpy for the conformance tests), plot (gnuplot, optional for charts).
+set -eu
+packages=""
+for group in "$@"; do
+    case "$group" in
+        build) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev" ;;
+        test) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev check python3 python3-torch python3-numpy" ;;
+        plot) packages="$packages gnuplot-nox" ;;
+        *) echo "deps.sh: unknown group '$group'" >&2; exit 2 ;;
+    esac
+done
+missing=""
+for p in $packages; do
+    case " $missing " in *" $p "*) continue ;; esac
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps.sh: installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || true
+    apt-get install -y -q --no-install-recommends $missing >/dev/null
+else
+    echo "deps.sh: missing Debian packages:$missing" >&2
+    echo "install them with:  sudo apt-get install$missing" >&2
+    exit 1
+fi
