@@ -85,7 +85,8 @@ typedef struct nnrt_atomic_file {
     char *tmp_path; /* the temporary beside it */
     int failed;     /* a write failed: commit will refuse */
 } nnrt_atomic_file;
-/* Opens a temporary file beside path (same directory, so rename is atomic). */
+/* Opens a temporary file "<path>.tmp.XXXXXX" beside path (same directory, so rename is atomic),
+ * created with mode 0666 less the umask like any ordinary file. A directory at path is an error. */
 int nnrt_atomic_open(nnrt_atomic_file *f, const char *path);
 int nnrt_atomic_write(nnrt_atomic_file *f, const void *data, size_t bytes);
 /* Flushes, fsyncs and renames over path; on any failure removes the temporary. Always releases f. */
@@ -104,7 +105,8 @@ typedef struct nnrt_tensor {
     void *data;
 } nnrt_tensor;
 
-/* Writes the tensors (in the given order, 8-byte-aligned data, little endian) atomically. */
+/* Writes the tensors (in the given order, 8-byte-aligned data, little endian) atomically, with
+ * "__metadata__": {"format": "pt"}. Names must be non-empty and unique (NNRT_ERR_NAME). */
 int nnrt_safetensors_write(const char *path, const nnrt_tensor *tensors, size_t count);
 /* Reads a file that must hold exactly these tensors, with these names, dtypes and shapes (the
  * optional "__metadata__" entry is allowed), and copies each into its data buffer. The first
@@ -112,7 +114,9 @@ int nnrt_safetensors_write(const char *path, const nnrt_tensor *tensors, size_t 
  * NNRT_ERR_DTYPE, a wrong shape NNRT_ERR_SHAPE. A malformed, truncated or hostile file (header
  * length past the end or over 100 MB, invalid JSON, offsets out of order, past the end,
  * overlapping or leaving holes, sizes that disagree with the shape) is NNRT_ERR_FORMAT; nothing is
- * read outside the file. On failure the buffers may have been partly written. */
+ * read outside the file. All names, dtypes and shapes are checked before any data is copied, so
+ * only an I/O failure while copying can leave the buffers partly written. path must be a regular
+ * file (its size bounds every length read from it). */
 int nnrt_safetensors_read(const char *path, const nnrt_tensor *tensors, size_t count);
 
 /* ---- .npy ----------------------------------------------------------------------------------
@@ -126,7 +130,8 @@ typedef struct nnrt_array {
     size_t count; /* product of shape (1 for ndim 0) */
     void *data;   /* count elements, NNRT_ALIGN-aligned */
 } nnrt_array;
-/* Reads path into *out (data allocated with nnrt_alloc; release with nnrt_array_free). */
+/* Reads path into *out (data allocated with nnrt_alloc; release with nnrt_array_free). On failure
+ * *out is zeroed and owns nothing. path must be a regular file. */
 int nnrt_npy_read(const char *path, nnrt_array *out);
 /* Writes a (version 1.0, C order, little endian) atomically. */
 int nnrt_npy_write(const char *path, const nnrt_array *a);
@@ -181,11 +186,15 @@ typedef struct nnrt_model {
     /* Entry points, the typed ones of the model header behind void pointers. */
     void (*reset)(void *state);
     void (*step)(const void *params, void *state, const void *x, void *y);
+    /* T in 1..seq_len; with output_last, y is the output after the last step of this call.
+     * On failure returns an NNRT_* code with a message naming the model (nnrt_last_error). */
     int (*forward)(const void *params, void *state, void *work, int T, const void *x, void *y);
 } nnrt_model;
 
 /* PyTorch-style default init of the flat parameter array: each tensor, in descriptor order,
- * U(-init_bound, init_bound) from one stream seeded with seed. */
+ * U(-init_bound, init_bound) from one stream seeded with seed. An inconsistent descriptor (wrong
+ * ABI, dtype, or a tensor outside num_params) leaves params untouched and sets nnrt_last_error();
+ * load and save report the same as NNRT_ERR_ARG. */
 void nnrt_model_init(const nnrt_model *m, void *params, uint64_t seed);
 /* Loads/saves the flat parameter array from/to a safetensors file with the descriptor's names,
  * shapes and dtype (nnrt_safetensors_read's checks apply). */
@@ -193,7 +202,8 @@ int nnrt_model_load(const nnrt_model *m, void *params, const char *path);
 int nnrt_model_save(const nnrt_model *m, const void *params, const char *path);
 
 /* The generated driver program: `<name> init|forward ...` as DESIGN.md specifies. Prints its own
- * errors to stderr and returns the process exit code (0 ok, 1 bad input, 2 usage). */
+ * errors to stderr as "<name>: error: ..." and returns the process exit code (0 ok, 1 bad input,
+ * 2 usage or internal error such as out of memory or an ABI mismatch). */
 int nnrt_driver_main(const nnrt_model *m, int argc, char **argv);
 
 /* ---- Internals shared by the runtime's own .c files: not part of the API, may change --------- */
