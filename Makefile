@@ -18,6 +18,7 @@ PKGS := lua5.4 jansson check
 pkg = $(shell pkg-config $(1) $(2) 2>/dev/null)
 LUA_CFLAGS = $(call pkg,--cflags,lua5.4)
 LUA_LIBS = $(call pkg,--libs,lua5.4)
+JANSSON_CFLAGS = $(call pkg,--cflags,jansson)
 JANSSON_LIBS = $(call pkg,--libs,jansson)
 CHECK_CFLAGS = $(call pkg,--cflags,check)
 CHECK_LIBS = $(call pkg,--libs,check)
@@ -61,7 +62,7 @@ $(BUILD)/rnnc: generator/rnnc.c generator/embedded.h $(BUILD)/embedded.c
 $(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h
 	@mkdir -p $(BUILD)/runtime
 	$(call say,CC,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(JANSSON_CFLAGS) -Iruntime -c $< -o $@
 
 $(BUILD)/libnnrt.a: $(RUNTIME_OBJECTS)
 	$(call say,AR,$@)
@@ -83,7 +84,7 @@ TEST_GEN := out/tests/models
 TEST_MODEL_OBJECTS := $(patsubst %,$(BUILD)/tests/models/%.o,$(TEST_MODELS))
 TEST_SOURCES := $(wildcard tests/*.c)
 TEST_OBJECTS := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SOURCES))
-TEST_CFLAGS = $(CFLAGS_ALL) -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
+TEST_CFLAGS = $(CFLAGS_ALL) -pthread -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
 	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"'
 
 vpath %.lua tests/specs/forward tests/specs/torch
@@ -113,7 +114,7 @@ $(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) runtime/nnrt.h
 
 $(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registry.o $(BUILD)/libnnrt.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) $^ $(CHECK_LIBS) $(JANSSON_LIBS) -lm -o $@
+	$(Q)$(CC) $(SAN) -pthread $^ $(CHECK_LIBS) $(JANSSON_LIBS) -lm -o $@
 
 # Build and run the whole suite (installs missing packages when root).
 test: deps-test
@@ -147,3 +148,4 @@ clean:
 
 .PHONY: all install test sanitize demo clean deps-build deps-test
 .DELETE_ON_ERROR:
+.SECONDARY:
