@@ -2,7 +2,7 @@
  * and the small file helpers the readers share. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "nnrt.h"
+#include "nnrt_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* nnrt_model.c — default init, load and save of a model's flat parameter array, driven by the
  * descriptor's tensor table. */
-#include "nnrt.h"
+#include "nnrt_internal.h"
 
 #include <stdlib.h>
 

@@ -9,7 +9,7 @@
 #define _FILE_OFFSET_BITS 64
 #define _POSIX_C_SOURCE 200809L
 
-#include "nnrt.h"
+#include "nnrt_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>

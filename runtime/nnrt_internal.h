@@ -1,0 +1,17 @@
+/* nnrt_internal.h — helpers shared by the runtime's own .c files: not part of the API. */
+#ifndef NNRT_INTERNAL_H
+#define NNRT_INTERNAL_H
+
+#include "nnrt.h"
+
+int nnrt__dtype_valid(int dtype);                    /* 1 for NNRT_F32..NNRT_I64 */
+int nnrt__mul_size(size_t a, size_t b, size_t *out); /* 1 and *out = a * b, or 0 on overflow */
+/* Copies len bytes of untrusted text into buf for a message: bytes outside printable ASCII
+ * become '?', and text longer than size - 4 is cut and ends in "...". Returns buf. */
+const char *nnrt__printable(const char *text, size_t len, char *buf, size_t size);
+/* Opens a regular file for reading and reports its size; on failure *fp is NULL. */
+int nnrt__open_regular(const char *path, FILE **fp, uint64_t *size);
+/* Reads exactly bytes in bounded chunks; a short read is NNRT_ERR_FORMAT naming what was read. */
+int nnrt__read_exact(FILE *fp, void *dst, size_t bytes, const char *path, const char *what);
+
+#endif /* NNRT_INTERNAL_H */
