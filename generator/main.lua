@@ -79,9 +79,10 @@ end
 -- source tree (build/rnnc, runtime/, build/libnnrt.a).
 local function find_runtime(host)
   local bin = host.exe_dir()
-  local installed = { include = bin .. "/../include", lib = bin .. "/../lib/libnnrt.a" }
+  local prefix = host.realpath(bin .. "/..") or (bin .. "/..")
+  local installed = { include = prefix .. "/include", lib = prefix .. "/lib/libnnrt.a" }
   if host.file_exists(installed.include .. "/nnrt.h") and host.file_exists(installed.lib) then return installed end
-  local tree = { include = bin .. "/../runtime", lib = bin .. "/libnnrt.a" }
+  local tree = { include = prefix .. "/runtime", lib = bin .. "/libnnrt.a" }
   if host.file_exists(tree.include .. "/nnrt.h") then return tree end
   errors.raise("rnnc: cannot find the runtime (nnrt.h, libnnrt.a) next to " .. bin .. "; reinstall rnnc")
 end

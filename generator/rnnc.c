@@ -225,6 +225,20 @@ static int host_exe_dir(lua_State *L)
     return 1;
 }
 
+/* host.realpath(path) -> canonical absolute path | nil, message */
+static int host_realpath(lua_State *L)
+{
+    char buf[PATH_MAX];
+    const char *path = luaL_checkstring(L, 1);
+    if (!realpath(path, buf)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno)); /* nil message */
+        return 2;
+    }
+    lua_pushstring(L, buf);                       /* resolved */
+    return 1;
+}
+
 /* ---- The machine -------------------------------------------------------------------------- */
 
 /* Reads a sysfs cache size such as "48K" or "32768K" or "1M"; 0 if absent. */
@@ -308,7 +322,8 @@ static const luaL_Reg host_functions[] = {
     {"sandbox", host_sandbox},         {"source", host_source},
     {"read_file", host_read_file},     {"write_atomic", host_write_atomic},
     {"mkdir_p", host_mkdir_p},         {"file_exists", host_file_exists},
-    {"exe_dir", host_exe_dir},         {"cache_sizes", host_cache_sizes},
+    {"exe_dir", host_exe_dir},         {"realpath", host_realpath},
+    {"cache_sizes", host_cache_sizes},
     {"cpu_supports", host_cpu_supports}, {"system", host_system},
     {NULL, NULL}};
 

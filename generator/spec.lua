@@ -97,8 +97,10 @@ end
 
 -- `return model { ... }` is a tail call, which leaves no caller frame to ask: find the line.
 local function model_line(lines)
-  for i, text in ipairs(lines) do
-    if text:gsub("%-%-.*$", ""):find("%f[%w_]model%s*[{(]") then return i end
+  for _, pattern in ipairs({ "%f[%w_]return%s+model%s*[{(]", "%f[%w_]model%s*[{(]" }) do
+    for i, text in ipairs(lines) do
+      if text:gsub("%-%-.*$", ""):find(pattern) then return i end
+    end
   end
   return 1
 end
@@ -371,7 +373,12 @@ function M.parse(host, path, source)
     local line, message = split_position(path, syntax_error)
     report(path, { { line = line, message = "syntax error: " .. message } })
   end
+  -- Strings index the real string library through their shared metatable: point it at the
+  -- sandbox's copy while the spec runs.
+  local string_meta = getmetatable("")
+  string_meta.__index = env.string
   local ok, result, limit = host.sandbox(chunk, nil, M.INSTRUCTION_LIMIT, M.MEMORY_LIMIT)
+  string_meta.__index = string
   if limit == "instructions" then
     report(path, { { message = string.format("the spec ran past the instruction limit (%d instructions): "
       .. "is there an endless loop?", M.INSTRUCTION_LIMIT) } })

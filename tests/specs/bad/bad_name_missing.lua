@@ -1,0 +1,2 @@
+-- expect: error: name is required
+return model { input = 3, seq_len = 8, recurrent = { lstm(4) } }

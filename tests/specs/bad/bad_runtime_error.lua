@@ -1,0 +1,3 @@
+-- expect: :3: error: boom
+local size = 4
+error("boom")

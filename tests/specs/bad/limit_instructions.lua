@@ -1,0 +1,2 @@
+-- expect: error: the spec ran past the instruction limit
+while true do end
