@@ -78,7 +78,7 @@ install: all
 # ---- Tests ------------------------------------------------------------------------------------
 # Every spec under tests/specs/forward and tests/specs/torch is generated (file name = model
 # name), compiled with -Wall -Wextra -Werror, and linked into the one Check runner.
-TEST_SPECS := $(wildcard tests/specs/forward/*.lua tests/specs/torch/*.lua)
+TEST_SPECS := $(wildcard tests/specs/forward/*.lua tests/specs/torch/*.lua tests/specs/grad/*.lua)
 TEST_MODELS := $(basename $(notdir $(TEST_SPECS)))
 TEST_GEN := out/tests/models
 TEST_MODEL_OBJECTS := $(patsubst %,$(BUILD)/tests/models/%.o,$(TEST_MODELS))
@@ -87,7 +87,7 @@ TEST_OBJECTS := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SOURCES))
 TEST_CFLAGS = $(CFLAGS_ALL) -pthread -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
 	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"'
 
-vpath %.lua tests/specs/forward tests/specs/torch
+vpath %.lua tests/specs/forward tests/specs/torch tests/specs/grad
 
 $(TEST_GEN)/%.c: %.lua $(BUILD)/rnnc
 	$(call say,GEN,$@)

@@ -5,44 +5,15 @@
 -- Logic lives here, text lives in templates/: this module builds the pieces (struct fields,
 -- kernels, entry-point bodies) and fills the templates' insertion points. Every kernel is
 -- specialised to its sizes; loops over time stay loops, the work inside a timestep is unrolled
--- as far as the plan's code-size budget allows.
+-- as far as the plan's code-size budget allows. The backward pass is built by emit_train.lua.
 local cname = require("rnnc.cname")
+local cgen = require("rnnc.cgen")
 local template = require("rnnc.template")
+local train = require("rnnc.emit_train")
 
 local M = {}
 
-local function join(lines) return table.concat(lines, "\n") end
-
-local function shape_text(shape)
-  local parts = {}
-  for i, d in ipairs(shape) do parts[i] = tostring(d) end
-  return "[" .. table.concat(parts, ", ") .. "]"
-end
-
--- ---- Building blocks ---------------------------------------------------------------------------
-
--- Emits sum_k w_a[k]*v[k] into each accumulator, all accumulators per k (so the gates of a unit
--- advance together), the k loop unrolled by `unroll` with the remainder written out.
---   accs: list of { acc = "acc_i", w = "w_i" };  v: the vector's name; K: its length
-local function dot(out, indent, accs, v, K, unroll, backend)
-  local function body(pad, k_expr)
-    for _, a in ipairs(accs) do
-      table.insert(out, pad .. backend.fma(a.acc, a.w .. "[" .. k_expr .. "]", v .. "[" .. k_expr .. "]"))
-    end
-  end
-  local function plus(base, u) return u == 0 and base or (base .. " + " .. u) end
-  if unroll >= K then
-    for k = 0, K - 1 do body(indent, tostring(k)) end
-    return
-  end
-  local main = K - K % unroll
-  table.insert(out, string.format("%sfor (int k = 0; k < %d; k += %d) {", indent, main, unroll))
-  for u = 0, unroll - 1 do body(indent .. "    ", plus("k", u)) end
-  table.insert(out, indent .. "}")
-  for k = main, K - 1 do body(indent, tostring(k)) end
-end
-
-local function banner(text) return "/* ==== " .. text .. " " .. string.rep("=", math.max(4, 90 - #text)) .. " */" end
+local join = cgen.join
 
 local CELL_MATH = {
   rnn = "h' = %s(W_ih x + b_ih + W_hh h + b_hh)",
@@ -52,10 +23,10 @@ local CELL_MATH = {
     .. "h' = o*tanh(c')",
 }
 
--- ---- Kernels -----------------------------------------------------------------------------------
+-- ---- Forward kernels ---------------------------------------------------------------------------
 
 -- y[n][OUT] = act(x[n][IN] W^T + bias): one matrix product over all n rows, each weight row
--- reused n times. bias(r_expr) returns the C expression of row r's bias (biases may be folded).
+-- reused n times. Each range of output rows has its own bias expression (biases may be folded).
 local function dense_kernel(ctx, k)
   local real = ctx.real
   local out = {}
@@ -70,7 +41,7 @@ local function dense_kernel(ctx, k)
     table.insert(out, string.format("        for (int r = %d; r < %d; ++r) {", range.first, range.last))
     table.insert(out, string.format("            const %s *restrict w = p->%s[r];", real, k.weight))
     table.insert(out, string.format("            %s acc = %s;", real, range.bias))
-    dot(out, "            ", { { acc = "acc", w = "w" } }, "in", k.input, k.unroll, ctx.backend)
+    cgen.dot(out, "            ", { { acc = "acc", w = "w" } }, "in", k.input, k.unroll, ctx.backend)
     table.insert(out, string.format("            out[r] = %s;", ctx.backend.activate(ctx.private, k.act, "acc")))
     table.insert(out, "        }")
   end
@@ -80,29 +51,44 @@ local function dense_kernel(ctx, k)
 end
 
 -- The elementwise cell update of unit j once the gate accumulators are complete.
--- xn: the expression of W_in x + b_in (gru only).
-local function cell_update(ctx, L, xn)
+--   xn: the C expression of W_in x + b_in (gru); train: also write the gates (and hn) to the tape
+--   c_prev: the C expression of c_{t-1}[j] (lstm)
+local function cell_update(ctx, L, xn, train_mode, c_prev)
   local real, P = ctx.real, ctx.private
   local one = ctx.backend.literal(ctx.precision, 1)
+  local H = L.hidden
   if L.cell == "rnn" then
     return { string.format("        h[j] = %s;", ctx.backend.activate(P, L.activation, "acc_a")) }
   elseif L.cell == "gru" then
-    return {
+    local lines = {
       string.format("        const %s r = %s_sigmoid(acc_r);", real, P),
       string.format("        const %s z = %s_sigmoid(acc_z);", real, P),
       string.format("        const %s n = %s_tanh(%s + r * acc_hn);", real, P, xn),
       string.format("        h[j] = (%s - z) * n + z * h_prev[j];", one),
     }
+    if train_mode then
+      table.insert(lines, string.format("        gates[j] = r;"))
+      table.insert(lines, string.format("        gates[%d + j] = z;", H))
+      table.insert(lines, string.format("        gates[%d + j] = n;", 2 * H))
+      table.insert(lines, "        hn[j] = acc_hn;")
+    end
+    return lines
   else
-    return {
+    local lines = {
       string.format("        const %s gate_i = %s_sigmoid(acc_i);", real, P),
       string.format("        const %s gate_f = %s_sigmoid(acc_f);", real, P),
       string.format("        const %s gate_g = %s_tanh(acc_g);", real, P),
       string.format("        const %s gate_o = %s_sigmoid(acc_o);", real, P),
-      string.format("        const %s c_new = gate_f * c[j] + gate_i * gate_g;", real),
+      string.format("        const %s c_new = gate_f * %s + gate_i * gate_g;", real, c_prev),
       "        c[j] = c_new;",
       string.format("        h[j] = gate_o * %s_tanh(c_new);", P),
     }
+    if train_mode then
+      for g, name in ipairs(L.gate_names) do
+        table.insert(lines, string.format("        gates[%d + j] = gate_%s;", (g - 1) * H, name))
+      end
+    end
+    return lines
   end
 end
 
@@ -116,25 +102,37 @@ local function hidden_accumulators(L)
   return accs
 end
 
--- One timestep of layer L for one sequence. With fused = false the input projection is already
--- in xp (sequence forward); with fused = true (the streaming step) one pass over [x; h] yields
--- every gate of unit j.
-local function cell_kernel(ctx, L, fused)
+-- One timestep of layer L for one sequence, in one of three modes:
+--   "infer": the input projection is in xp (sequence forward); lstm updates c in place;
+--   "train": gates holds the input projection and receives the gate activations (the tape);
+--            lstm reads c_prev and writes c, gru also writes hn = W_hn h + b_hn;
+--   "step":  the streaming step: one pass over [x; h] yields every gate of unit j.
+local function cell_kernel(ctx, L, mode)
   local real, H = ctx.real, L.hidden
-  local name = cname.layer_fn(ctx.spec, L.index, fused and "step_cell" or "cell")
+  local name = cname.layer_fn(ctx.spec, L.index, ({ infer = "cell", train = "cell_train", step = "step_cell" })[mode])
   local out = {}
-  if fused then
-    table.insert(out, string.format("/* One streaming timestep of layer %d for one sequence: gates from x[%d] and h_prev[%d] in one pass. */",
+  local lstm, gru = L.cell == "lstm", L.cell == "gru"
+  local first
+  if mode == "step" then
+    table.insert(out, string.format("/* One streaming timestep of layer %d for one sequence: every gate from x[%d] and h_prev[%d] in one pass. */",
       L.index, L.input, H))
-    table.insert(out, string.format("static void %s(const %s *restrict x, const %s *restrict p, const %s *restrict h_prev,",
-      name, real, ctx.params_type, real))
+    first = string.format("const %s *restrict x", real)
+  elseif mode == "train" then
+    table.insert(out, string.format("/* One recorded timestep of layer %d: gates[%d] holds the input projection on entry and the gate activations on return. */",
+      L.index, L.gates * H))
+    first = string.format("%s *restrict gates", real)
   else
     table.insert(out, string.format("/* One timestep of layer %d for one sequence: gates = xp[%d] (input projection, b_hh folded) + W_hh h_prev[%d]. */",
       L.index, L.gates * H, H))
-    table.insert(out, string.format("static void %s(const %s *restrict xp, const %s *restrict p, const %s *restrict h_prev,",
-      name, real, ctx.params_type, real))
+    first = string.format("const %s *restrict xp", real)
   end
-  table.insert(out, string.format("    %s *restrict h%s)", real, L.cell == "lstm" and (", " .. real .. " *restrict c") or ""))
+  local tail = ""
+  if lstm and mode == "train" then tail = string.format(", const %s *restrict c_prev, %s *restrict c", real, real)
+  elseif lstm then tail = string.format(", %s *restrict c", real)
+  elseif gru and mode == "train" then tail = string.format(", %s *restrict hn", real) end
+  table.insert(out, string.format("static void %s(%s, const %s *restrict p, const %s *restrict h_prev,",
+    name, first, ctx.params_type, real))
+  table.insert(out, string.format("    %s *restrict h%s)", real, tail))
   table.insert(out, "{")
   table.insert(out, string.format("    for (int j = 0; j < %d; ++j) {", H))
   local hidden = hidden_accumulators(L)
@@ -143,13 +141,14 @@ local function cell_kernel(ctx, L, fused)
     table.insert(out, string.format("        const %s *restrict %s = p->%s[%d + j];", real, a.w, cname.field(L.weight_hh.name), a.row))
   end
   local bias_ih, bias_hh = cname.field(L.bias_ih.name), cname.field(L.bias_hh.name)
+  local projection = mode == "train" and "gates" or "xp"
   for g, gate in ipairs(L.gate_names) do
     local row = (g - 1) * H
     local a = hidden[g]
-    if fused then
+    if mode == "step" then
       local wx = "wx_" .. gate
       table.insert(out, string.format("        const %s *restrict %s = p->%s[%d + j];", real, wx, cname.field(L.weight_ih.name), row))
-      if L.cell == "gru" and gate == "n" then
+      if gru and gate == "n" then
         table.insert(out, string.format("        %s acc_xn = p->%s[%d + j];", real, bias_ih, row))
         table.insert(out, string.format("        %s acc_hn = p->%s[%d + j];", real, bias_hh, row))
         table.insert(inputs, { acc = "acc_xn", w = wx })
@@ -157,16 +156,17 @@ local function cell_kernel(ctx, L, fused)
         table.insert(out, string.format("        %s %s = p->%s[%d + j] + p->%s[%d + j];", real, a.acc, bias_ih, row, bias_hh, row))
         table.insert(inputs, { acc = a.acc, w = wx })
       end
-    elseif L.cell == "gru" and gate == "n" then
+    elseif gru and gate == "n" then
       table.insert(out, string.format("        %s acc_hn = p->%s[%d + j];", real, bias_hh, row))
     else
-      table.insert(out, string.format("        %s %s = xp[%d + j];", real, a.acc, row))
+      table.insert(out, string.format("        %s %s = %s[%d + j];", real, a.acc, projection, row))
     end
   end
-  if fused then dot(out, "        ", inputs, "x", L.input, L.unroll_ih, ctx.backend) end
-  dot(out, "        ", hidden, "h_prev", H, L.unroll_hh, ctx.backend)
-  local xn = fused and "acc_xn" or string.format("xp[%d + j]", 2 * H)
-  for _, line in ipairs(cell_update(ctx, L, xn)) do table.insert(out, line) end
+  if mode == "step" then cgen.dot(out, "        ", inputs, "x", L.input, L.unroll_ih, ctx.backend) end
+  cgen.dot(out, "        ", hidden, "h_prev", H, L.unroll_hh, ctx.backend)
+  local xn = mode == "step" and "acc_xn" or string.format("%s[%d + j]", projection, 2 * H)
+  local c_prev = mode == "train" and "c_prev[j]" or "c[j]"
+  for _, line in ipairs(cell_update(ctx, L, xn, mode == "train", c_prev)) do table.insert(out, line) end
   table.insert(out, "    }")
   table.insert(out, "}")
   return name, join(out)
@@ -222,10 +222,9 @@ local function step_body(ctx, sched)
       table.insert(out, string.format("        memcpy(s->%s[b], %s, sizeof %s);", cname.state_h(L.index), h_new, h_new))
     elseif op.op == "dense" then
       local D = op.head
-      local dst = op.dst == "y" and string.format("y + (size_t)b * %s", cname.macro(spec, "OUTPUT")) or ("head_out" .. D.index)
-      if op.dst ~= "y" then table.insert(out, string.format("        %s head_out%d[%d];", real, D.index, D.output)) end
-      local src = op.src:match("^act") and ("head_out" .. (D.index - 1)) or source(op.src)
-      table.insert(out, string.format("        %s(1, %s, p, %s);", ctx.kernels.head[D.index], src, dst))
+      local dst = op.dst == "y" and string.format("y + (size_t)b * %s", cname.macro(spec, "OUTPUT")) or op.dst
+      if op.dst ~= "y" then table.insert(out, string.format("        %s %s[%d];", real, op.dst, D.output)) end
+      table.insert(out, string.format("        %s(1, %s, p, %s);", ctx.kernels.head[D.index], source(op.src), dst))
     end
   end
   if #plan.heads == 0 then
@@ -237,47 +236,71 @@ local function step_body(ctx, sched)
   return join(out)
 end
 
-local function forward_body(ctx, sched)
-  local spec = ctx.spec
-  local B = cname.macro(spec, "BATCH")
+-- The body of the sequence forward (container "w", the workspace) or of the training forward
+-- (container "tape"): the same schedule, different buffers.
+local function forward_body(ctx, ops, container)
+  local B = cname.macro(ctx.spec, "BATCH")
   local out = {}
   local function buffer(name)
     if name == "x" or name == "y" then return name end
-    return "w->" .. name
+    return container .. "->" .. name
   end
-  for _, op in ipairs(sched.forward) do
+  local function last_step(expr, width) return string.format("%s + (size_t)(T - 1) * %s * %d", expr, B, width) end
+  if container == "tape" then
+    table.insert(out, "    tape->T = T;")
+    for _, L in ipairs(ctx.plan.layers) do
+      table.insert(out, string.format("    memcpy(tape->h_init%d, s->%s, sizeof tape->h_init%d);", L.index, cname.state_h(L.index), L.index))
+      if L.cell == "lstm" then
+        table.insert(out, string.format("    memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index))
+      end
+    end
+  end
+  for _, op in ipairs(ops) do
     if op.op == "input_projection" then
       local L = op.layer
       table.insert(out, string.format("    /* layer %d (%s %d -> %d): input projection, one product over all T*B rows */",
         L.index, L.cell, L.input, L.hidden))
-      table.insert(out, string.format("    %s(rows, %s, p, w->xp);", ctx.kernels.input_projection[L.index], buffer(op.src)))
+      table.insert(out, string.format("    %s(rows, %s, p, %s);", ctx.kernels.input_projection[L.index], buffer(op.src), buffer(op.dst)))
     elseif op.op == "recurrence" then
       local L = op.layer
       local H, GH = L.hidden, L.gates * L.hidden
-      local dst = buffer(op.dst)
+      local dst, xp = buffer(op.dst), buffer(op.src)
+      local h, c = cname.state_h(L.index), cname.state_c(L.index)
       table.insert(out, string.format("    /* layer %d: the sequential path, W_hh h_{t-1} and the cell update */", L.index))
       table.insert(out, "    for (int t = 0; t < T; ++t) {")
       table.insert(out, string.format("        for (int b = 0; b < %s; ++b) {", B))
       table.insert(out, string.format("            const size_t row = (size_t)t * %s + b;", B))
-      table.insert(out, string.format("            const %s *h_prev = t == 0 ? s->%s[b] : %s + (row - %s) * %d;",
-        ctx.real, cname.state_h(L.index), dst, B, H))
-      table.insert(out, string.format("            %s(w->xp + row * %d, p, h_prev, %s + row * %d%s);",
-        ctx.kernels.cell[L.index], GH, dst, H, L.cell == "lstm" and (", s->" .. cname.state_c(L.index) .. "[b]") or ""))
+      table.insert(out, string.format("            const %s *h_prev = t == 0 ? s->%s[b] : %s + (row - %s) * %d;", ctx.real, h, dst, B, H))
+      local args
+      if op.train and L.cell == "lstm" then
+        table.insert(out, string.format("            const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + (row - %s) * %d;",
+          ctx.real, c, L.index, B, H))
+        args = string.format("%s + row * %d, p, h_prev, %s + row * %d, c_prev, tape->cs%d + row * %d", xp, GH, dst, H, L.index, H)
+      elseif op.train and L.cell == "gru" then
+        args = string.format("%s + row * %d, p, h_prev, %s + row * %d, tape->hn%d + row * %d", xp, GH, dst, H, L.index, H)
+      else
+        args = string.format("%s + row * %d, p, h_prev, %s + row * %d%s", xp, GH, dst, H,
+          L.cell == "lstm" and (", s->" .. c .. "[b]") or "")
+      end
+      local kernel = (op.train and L.cell ~= "rnn") and ctx.kernels.cell_train[L.index] or ctx.kernels.cell[L.index]
+      table.insert(out, string.format("            %s(%s);", kernel, args))
       table.insert(out, "        }")
       table.insert(out, "    }")
-      table.insert(out, string.format("    memcpy(s->%s, %s + (size_t)(T - 1) * %s * %d, sizeof s->%s);",
-        cname.state_h(L.index), dst, B, H, cname.state_h(L.index)))
+      table.insert(out, string.format("    memcpy(s->%s, %s, sizeof s->%s);", h, last_step(dst, H), h))
+      if op.train and L.cell == "lstm" then
+        table.insert(out, string.format("    memcpy(s->%s, %s, sizeof s->%s);", c, last_step("tape->cs" .. L.index, H), c))
+      end
     elseif op.op == "dense" then
       local D = op.head
       local src = buffer(op.src)
-      if op.src_last_step then src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, D.input) end
+      if op.src_last_step then src = last_step(src, D.input) end
       table.insert(out, string.format("    /* head layer %d (%s %d -> %d): one product over %s rows */",
         D.index, D.activation, D.input, D.output, op.rows))
       table.insert(out, string.format("    %s(%s, %s, p, %s);", ctx.kernels.head[D.index],
         op.rows == "B" and B or "rows", src, buffer(op.dst)))
     elseif op.op == "copy_output" then
       local src = buffer(op.src)
-      if op.src_last_step then src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, op.width) end
+      if op.src_last_step then src = last_step(src, op.width) end
       table.insert(out, string.format("    memcpy(y, %s, (size_t)%s * %d * sizeof(%s));",
         src, op.rows == "B" and B or "rows", op.width, ctx.real))
     end
@@ -311,7 +334,7 @@ local function params_fields(ctx)
   for _, t in ipairs(ctx.plan.tensors) do
     local dims = ""
     for _, d in ipairs(t.shape) do dims = dims .. "[" .. d .. "]" end
-    table.insert(out, string.format("    %s %s%s; /* %s %s */", ctx.real, cname.field(t.name), dims, t.name, shape_text(t.shape)))
+    table.insert(out, string.format("    %s %s%s; /* %s %s */", ctx.real, cname.field(t.name), dims, t.name, cgen.shape_text(t.shape)))
   end
   return join(out)
 end
@@ -339,7 +362,7 @@ local function work_fields(ctx)
 end
 
 local function descriptor(ctx)
-  local plan, spec = ctx.plan, ctx.spec
+  local plan = ctx.plan
   local P = ctx.private
   local out = {}
   table.insert(out, string.format("static const nnrt_layer_desc %s_layers[%d] = {", P, #plan.layers))
@@ -371,6 +394,41 @@ end
 
 -- ---- The model ---------------------------------------------------------------------------------
 
+local function layer_kernels(ctx, L)
+  local spec = ctx.spec
+  local text = {}
+  table.insert(text, cgen.banner(string.format("Begin layer %d (rnn.*_l%d): %s, input %d -> hidden %d, from %s:%d",
+    L.index, L.index, L.cell == "rnn" and ("rnn " .. L.activation) or L.cell, L.input, L.hidden, spec.path, L.line)))
+  table.insert(text, "/* " .. CELL_MATH[L.cell]:format(L.activation or "") .. " */")
+  local name, code = input_projection_kernel(ctx, L)
+  ctx.kernels.input_projection[L.index] = name
+  table.insert(text, code)
+  for _, mode in ipairs(L.cell == "rnn" and { "infer", "step" } or { "infer", "train", "step" }) do
+    name, code = cell_kernel(ctx, L, mode)
+    ctx.kernels[({ infer = "cell", train = "cell_train", step = "step_cell" })[mode]][L.index] = name
+    table.insert(text, code)
+  end
+  name, code = train.cell_backward_kernel(ctx, L)
+  ctx.kernels.cell_backward[L.index] = name
+  table.insert(text, code)
+  table.insert(text, cgen.banner(string.format("End layer %d", L.index)))
+  return join(text)
+end
+
+local function head_kernels(ctx, D)
+  local spec = ctx.spec
+  local name, code = head_kernel(ctx, D)
+  ctx.kernels.head[D.index] = name
+  local back_name, back_code = train.dense_backward_kernel(ctx, D)
+  ctx.kernels.head_backward[D.index] = back_name
+  return join({
+    cgen.banner(string.format("Begin head layer %d (head.%d): dense %d -> %d, %s, from %s:%d",
+      D.index, D.index, D.input, D.output, D.activation, spec.path, D.line)),
+    code, back_code,
+    cgen.banner(string.format("End head layer %d", D.index)),
+  })
+end
+
 function M.model(plan, sched, backend, templates, meta)
   local spec = plan.spec
   local types = backend.types(spec.precision)
@@ -378,38 +436,13 @@ function M.model(plan, sched, backend, templates, meta)
     plan = plan, spec = spec, backend = backend, precision = spec.precision, real = types.real,
     private = spec.name .. "_", -- helpers are <name>__sigmoid, ... (private: double underscore)
     params_type = cname.type(spec, "params"),
-    kernels = { input_projection = {}, cell = {}, step_cell = {}, head = {} },
+    kernels = { input_projection = {}, cell = {}, cell_train = {}, step_cell = {}, head = {},
+      cell_backward = {}, head_backward = {} },
   }
 
-  -- Kernels, a banner per layer.
-  local kernels = {}
-  for _, L in ipairs(plan.layers) do
-    local text = {}
-    table.insert(text, banner(string.format("Begin layer %d (rnn.*_l%d): %s, input %d -> hidden %d, from %s:%d",
-      L.index, L.index, L.cell == "rnn" and ("rnn " .. L.activation) or L.cell, L.input, L.hidden, spec.path, L.line)))
-    table.insert(text, "/* " .. CELL_MATH[L.cell]:format(L.activation or "") .. " */")
-    local name, code = input_projection_kernel(ctx, L)
-    ctx.kernels.input_projection[L.index] = name
-    table.insert(text, code)
-    name, code = cell_kernel(ctx, L, false)
-    ctx.kernels.cell[L.index] = name
-    table.insert(text, code)
-    name, code = cell_kernel(ctx, L, true)
-    ctx.kernels.step_cell[L.index] = name
-    table.insert(text, code)
-    table.insert(text, banner(string.format("End layer %d", L.index)))
-    table.insert(kernels, join(text))
-  end
-  for _, D in ipairs(plan.heads) do
-    local name, code = head_kernel(ctx, D)
-    ctx.kernels.head[D.index] = name
-    table.insert(kernels, join({
-      banner(string.format("Begin head layer %d (head.%d): dense %d -> %d, %s, from %s:%d",
-        D.index, D.index, D.input, D.output, D.activation, spec.path, D.line)),
-      code,
-      banner(string.format("End head layer %d", D.index)),
-    }))
-  end
+  local kernels = { train.gradient_helpers(ctx) }
+  for _, L in ipairs(plan.layers) do table.insert(kernels, layer_kernels(ctx, L)) end
+  for _, D in ipairs(plan.heads) do table.insert(kernels, head_kernels(ctx, D)) end
 
   local name, NAME = spec.name, cname.upper(spec)
   local desc, heads = descriptor(ctx)
@@ -423,17 +456,25 @@ function M.model(plan, sched, backend, templates, meta)
     for k, value in pairs(extra) do v[k] = value end
     return v
   end
+  local target = spec.loss == "cross_entropy" and "int32_t" or types.real
   local header = template.render("templates/model.h", templates["model.h"], vars({
     input = tostring(spec.input), output = tostring(plan.output), seq_len = tostring(spec.seq_len),
     batch = tostring(spec.batch), num_params = tostring(plan.num_params), real = types.real,
     params_fields = params_fields(ctx), state_fields = state_fields(ctx), work_fields = work_fields(ctx),
+    tape_fields = train.tape_fields(ctx), target = target,
     y_shape = spec.output_at == "last" and "[B][O]" or "[T][B][O]",
+    target_shape = (spec.output_at == "last" and "[B]" or "[T][B]") .. (spec.loss == "cross_entropy" and "" or "[O]"),
   }))
   local source = template.render("templates/model.c", templates["model.c"], vars({
-    abi = "1", isa_guard = backend.guard, math_helpers = backend.math_helpers(ctx.private, spec.precision),
-    kernels = table.concat(kernels, "\n\n"), step_body = step_body(ctx, sched), forward_body = forward_body(ctx, sched),
+    abi = "2", isa_guard = backend.guard, math_helpers = backend.math_helpers(ctx.private, spec.precision),
+    kernels = table.concat(kernels, "\n\n"), step_body = step_body(ctx, sched),
+    forward_body = forward_body(ctx, sched.forward, "w"),
+    forward_train_body = forward_body(ctx, sched.forward_train, "tape"),
+    backward_body = train.backward_body(ctx, sched.backward),
+    loss_rows = spec.output_at == "last" and (NAME .. "_BATCH") or ("T * " .. NAME .. "_BATCH"),
     descriptor = desc, heads = heads, num_layers = tostring(#plan.layers), num_heads = tostring(#plan.heads),
     num_tensors = tostring(#plan.tensors), dtype = spec.precision == "f64" and "NNRT_F64" or "NNRT_F32",
+    target_dtype = spec.loss == "cross_entropy" and "NNRT_I32" or (spec.precision == "f64" and "NNRT_F64" or "NNRT_F32"),
     output_last = spec.output_at == "last" and "1" or "0", loss = LOSS_ENUM[spec.loss],
   }))
   local main = template.render("templates/main.c", templates["main.c"],

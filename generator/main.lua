@@ -82,8 +82,14 @@ local function find_runtime(host)
   local prefix = host.realpath(bin .. "/..") or (bin .. "/..")
   local installed = { include = prefix .. "/include", lib = prefix .. "/lib/libnnrt.a" }
   if host.file_exists(installed.include .. "/nnrt.h") and host.file_exists(installed.lib) then return installed end
-  local tree = { include = prefix .. "/runtime", lib = bin .. "/libnnrt.a" }
-  if host.file_exists(tree.include .. "/nnrt.h") then return tree end
+  -- In the tree the binary sits in build/ (or a build/<variant>/ such as build/sanitize).
+  local up = bin
+  for _ = 1, 3 do
+    up = host.realpath(up .. "/..") or up
+    if host.file_exists(up .. "/runtime/nnrt.h") and host.file_exists(bin .. "/libnnrt.a") then
+      return { include = up .. "/runtime", lib = bin .. "/libnnrt.a" }
+    end
+  end
   errors.raise("rnnc: cannot find the runtime (nnrt.h, libnnrt.a) next to " .. bin .. "; reinstall rnnc")
 end
 

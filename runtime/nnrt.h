@@ -24,7 +24,7 @@ extern "C" {
 
 /* Bumped whenever the generated code's view of this header changes; generated sources check it
  * at compile time. */
-#define NNRT_ABI_VERSION 1
+#define NNRT_ABI_VERSION 2
 
 /* ---- Result codes ---------------------------------------------------------------------- */
 #define NNRT_OK 0          /* success */
@@ -174,7 +174,7 @@ typedef struct nnrt_model {
     nnrt_dtype dtype; /* NNRT_F32 or NNRT_F64: element type of params, state, x and y */
     int input, output, seq_len, batch;
     int output_last; /* 1 when output_at = "last": y is [B][O] instead of [T][B][O] */
-    int loss;        /* enum nnrt_loss */
+    int loss_kind;   /* enum nnrt_loss */
     int num_layers;
     const nnrt_layer_desc *layers;
     int num_heads;
@@ -182,13 +182,19 @@ typedef struct nnrt_model {
     size_t num_params; /* elements in the flat parameter array */
     int num_tensors;
     const nnrt_param_desc *tensors;
-    size_t params_bytes, state_bytes, work_bytes; /* sizes of the model's structs */
+    size_t params_bytes, state_bytes, work_bytes, tape_bytes; /* sizes of the model's structs */
+    nnrt_dtype target_dtype; /* NNRT_I32 class indices for cross_entropy, else dtype */
     /* Entry points, the typed ones of the model header behind void pointers. */
     void (*reset)(void *state);
     void (*step)(const void *params, void *state, const void *x, void *y);
     /* T in 1..seq_len; with output_last, y is the output after the last step of this call.
      * On failure returns an NNRT_* code with a message naming the model (nnrt_last_error). */
     int (*forward)(const void *params, void *state, void *work, int T, const void *x, void *y);
+    /* Training: forward recording the tape; mean loss and dloss/dy; backward adding into grads
+     * (same layout as params) and writing dloss/dx when dx is not NULL. See the model header. */
+    int (*forward_train)(const void *params, void *state, void *tape, int T, const void *x, void *y);
+    int (*loss)(int T, const void *y, const void *target, double *loss, void *dy);
+    int (*backward)(const void *params, void *tape, const void *x, const void *dy, void *grads, void *dx);
 } nnrt_model;
 
 /* PyTorch-style default init of the flat parameter array: each tensor, in descriptor order,
@@ -200,6 +206,66 @@ void nnrt_model_init(const nnrt_model *m, void *params, uint64_t seed);
  * shapes and dtype (nnrt_safetensors_read's checks apply). */
 int nnrt_model_load(const nnrt_model *m, void *params, const char *path);
 int nnrt_model_save(const nnrt_model *m, const void *params, const char *path);
+
+/* ---- Losses -------------------------------------------------------------------------------
+ * Mean-reduced as PyTorch's MSELoss, CrossEntropyLoss (class indices) and BCEWithLogitsLoss over
+ * rows x outputs values y (dtype F32 or F64). target: [rows][outputs] of the same dtype for mse and
+ * bce, int32 class indices [rows] for cross_entropy. *loss receives the mean, accumulated in
+ * double; dy (optional, same shape as y) receives dloss/dy. A class index outside 0..outputs-1
+ * is NNRT_ERR_ARG naming the row. */
+int nnrt_loss(int kind, nnrt_dtype dtype, size_t rows, int outputs, const void *y, const void *target,
+              double *loss, void *dy);
+
+/* ---- Optimizers over the flat parameter array ----------------------------------------------
+ * Each update is PyTorch's exactly (torch.optim.SGD, Adam, AdamW with foreach/fused off): the
+ * same formulas in the same order, arithmetic in the parameters' dtype, hyper-parameters and
+ * bias corrections in double as Python computes them. */
+enum nnrt_optimizer { NNRT_OPT_SGD = 0, NNRT_OPT_ADAM = 1, NNRT_OPT_ADAMW = 2 };
+
+typedef struct nnrt_optim_config {
+    int kind;            /* enum nnrt_optimizer */
+    double lr;           /* learning rate */
+    double weight_decay; /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
+    double momentum;     /* SGD */
+    double dampening;    /* SGD */
+    int nesterov;        /* SGD: needs momentum > 0 and dampening == 0 */
+    double beta1, beta2; /* Adam, AdamW */
+    double eps;          /* Adam, AdamW */
+} nnrt_optim_config;
+
+/* PyTorch's defaults for kind: SGD lr 1e-3, momentum 0, dampening 0, weight_decay 0, no Nesterov;
+ * Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0; AdamW the same with weight_decay 0.01. */
+nnrt_optim_config nnrt_optim_defaults(int kind);
+
+typedef struct nnrt_optim {
+    nnrt_optim_config config;
+    nnrt_dtype dtype; /* NNRT_F32 or NNRT_F64, that of params and grads */
+    size_t count;     /* elements of the flat arrays */
+    int64_t step;     /* updates done so far */
+    void *state1;     /* SGD: momentum buffer; Adam(W): exp_avg. NULL when unused */
+    void *state2;     /* Adam(W): exp_avg_sq. NULL when unused */
+} nnrt_optim;
+
+/* Validates config (NNRT_ERR_ARG naming the field: negative lr, betas outside [0, 1), nesterov
+ * without momentum, ...) and allocates the state, zeroed, step 0. Release with nnrt_optim_free. */
+int nnrt_optim_init(nnrt_optim *o, const nnrt_optim_config *config, nnrt_dtype dtype, size_t count);
+void nnrt_optim_free(nnrt_optim *o); /* NULL-safe, zeroes *o */
+/* One update of params (count elements) from grads. */
+void nnrt_optim_step(nnrt_optim *o, void *params, const void *grads);
+
+/* The gradient's global L2 norm, accumulated in double. */
+double nnrt_grad_norm(nnrt_dtype dtype, const void *grads, size_t count);
+/* torch.nn.utils.clip_grad_norm_: when the global norm exceeds max_norm, scales grads by
+ * max_norm / (norm + 1e-6). Returns the norm before clipping. */
+double nnrt_clip_grad_norm(nnrt_dtype dtype, void *grads, size_t count, double max_norm);
+
+/* Checkpoints: the parameters under their tensor names plus the optimizer's state as tensors
+ * "optim.state1.<name>", "optim.state2.<name>" (those in use) and "optim.step" (I64 [1]) and
+ * "optim.kind" (I32 [1]), one safetensors file, written atomically. Loading checks that the file
+ * matches the model and the optimizer's kind and restores both bit-exactly, so training resumes
+ * as if it had not stopped. */
+int nnrt_checkpoint_save(const char *path, const nnrt_model *m, const void *params, const nnrt_optim *o);
+int nnrt_checkpoint_load(const char *path, const nnrt_model *m, void *params, nnrt_optim *o);
 
 /* The generated driver program: `<name> init|forward ...` as DESIGN.md specifies. Prints its own
  * errors to stderr as "<name>: error: ..." and returns the process exit code (0 ok, 1 bad input,

@@ -147,7 +147,7 @@ static const char *precision_name(const nnrt_model *m) {
 static void print_model(const nnrt_model *m, FILE *out) {
     fprintf(out, "model %s: isa %s, precision %s\n", m->name, m->isa, precision_name(m));
     fprintf(out, "  input %d, output %d, seq_len %d, batch %d, output at %s, loss %s\n", m->input,
-            m->output, m->seq_len, m->batch, m->output_last ? "last" : "all", loss_name(m->loss));
+            m->output, m->seq_len, m->batch, m->output_last ? "last" : "all", loss_name(m->loss_kind));
     fprintf(out, "  %zu parameters in %d tensors\n", m->num_params, m->num_tensors);
     fprintf(out, "  recurrent layers:\n");
     for (int k = 0; k < m->num_layers; k++)

@@ -58,6 +58,39 @@ ${forward_body}
     return NNRT_OK;
 }
 
+int ${name}_forward_train(const ${name}_params *p, ${name}_state *s, ${name}_tape *tape, int T,
+                          const ${name}_real *x, ${name}_real *y)
+{
+    if (T < 1 || T > ${NAME}_SEQ_LEN)
+        return nnrt_fail(NNRT_ERR_ARG, "${name}_forward_train: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
+    const int rows = T * ${NAME}_BATCH;
+${forward_train_body}
+    return NNRT_OK;
+}
+
+int ${name}_loss(int T, const ${name}_real *y, const ${name}_target *target, double *loss, ${name}_real *dy)
+{
+    if (T < 1 || T > ${NAME}_SEQ_LEN)
+        return nnrt_fail(NNRT_ERR_ARG, "${name}_loss: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
+    return nnrt_loss(${loss}, ${dtype}, (size_t)(${loss_rows}), ${NAME}_OUTPUT, y, target, loss, dy);
+}
+
+int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x, const ${name}_real *dy,
+                     ${name}_params *g, ${name}_real *dx)
+{
+    const int T = tape->T;
+    if (T < 1 || T > ${NAME}_SEQ_LEN)
+        return nnrt_fail(NNRT_ERR_ARG, "${name}_backward: the tape holds no sequence (T = %d): run ${name}_forward_train first", T);
+    const int rows = T * ${NAME}_BATCH;
+${backward_body}
+    return NNRT_OK;
+}
+
+void ${name}_zero_grad(${name}_params *g)
+{
+    memset(g, 0, sizeof *g);
+}
+
 /* ==== End entry points ================================================================= */
 
 /* ==== Begin descriptor ================================================================= */
@@ -72,6 +105,19 @@ static int ${name}__forward_any(const void *p, void *s, void *w, int T, const vo
     return ${name}_forward(p, s, w, T, x, y);
 }
 
+static int ${name}__forward_train_any(const void *p, void *s, void *tape, int T, const void *x, void *y)
+{
+    return ${name}_forward_train(p, s, tape, T, x, y);
+}
+static int ${name}__loss_any(int T, const void *y, const void *target, double *loss, void *dy)
+{
+    return ${name}_loss(T, y, target, loss, dy);
+}
+static int ${name}__backward_any(const void *p, void *tape, const void *x, const void *dy, void *g, void *dx)
+{
+    return ${name}_backward(p, tape, x, dy, g, dx);
+}
+
 const nnrt_model ${name}_model = {
     .abi_version = NNRT_ABI_VERSION,
     .name = "${name}",
@@ -82,7 +128,7 @@ const nnrt_model ${name}_model = {
     .seq_len = ${NAME}_SEQ_LEN,
     .batch = ${NAME}_BATCH,
     .output_last = ${output_last},
-    .loss = ${loss},
+    .loss_kind = ${loss},
     .num_layers = ${num_layers},
     .layers = ${name}__layers,
     .num_heads = ${num_heads},
@@ -93,9 +139,14 @@ const nnrt_model ${name}_model = {
     .params_bytes = sizeof(${name}_params),
     .state_bytes = sizeof(${name}_state),
     .work_bytes = sizeof(${name}_work),
+    .tape_bytes = sizeof(${name}_tape),
+    .target_dtype = ${target_dtype},
     .reset = ${name}__reset_any,
     .step = ${name}__step_any,
     .forward = ${name}__forward_any,
+    .forward_train = ${name}__forward_train_any,
+    .loss = ${name}__loss_any,
+    .backward = ${name}__backward_any,
 };
 
 /* ==== End descriptor =================================================================== */

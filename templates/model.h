@@ -51,6 +51,15 @@ typedef struct ${name}_work {
 ${work_fields}
 } ${name}_work;
 
+/* Tape of ${name}_forward_train: what the backward pass needs, plus its scratch. Caller-owned,
+ * large (sized for ${NAME}_SEQ_LEN steps): allocate it on the heap. Inference never touches it. */
+typedef struct ${name}_tape {
+${tape_fields}
+} ${name}_tape;
+
+/* Targets of the loss: ${target_shape}. */
+typedef ${target} ${name}_target;
+
 /* The model's descriptor, for generic code (driver, tests, benchmarks); see nnrt.h. */
 extern const nnrt_model ${name}_model;
 
@@ -69,6 +78,23 @@ void ${name}_step(const ${name}_params *p, ${name}_state *s, const ${name}_real 
  * final state in *s: x [T][B][I] in, y ${y_shape} out. Returns NNRT_OK, or NNRT_ERR_ARG for a bad T. */
 int ${name}_forward(const ${name}_params *p, ${name}_state *s, ${name}_work *w, int T,
                     const ${name}_real *x, ${name}_real *y);
+
+/* Training forward: as ${name}_forward, and records the tape for ${name}_backward. */
+int ${name}_forward_train(const ${name}_params *p, ${name}_state *s, ${name}_tape *tape, int T,
+                          const ${name}_real *x, ${name}_real *y);
+/* Mean loss of y (${y_shape}) against target (${target_shape}) as PyTorch's loss with mean
+ * reduction; dy (same shape as y, may be NULL) receives dloss/dy. NNRT_ERR_ARG for a class index
+ * out of range (naming it). */
+int ${name}_loss(int T, const ${name}_real *y, const ${name}_target *target, double *loss, ${name}_real *dy);
+/* Backpropagation through the T steps recorded in tape, given dy = dloss/dy and the same x the
+ * training forward saw: adds the gradients to g (zero it first with ${name}_zero_grad, or keep
+ * accumulating over micro-batches) and, when dx is not NULL, writes dloss/dx [T][B][I].
+ * The state the sequence started from is a constant (as .detach() in PyTorch): no gradient
+ * flows into it, so a long stream trains in chunks (truncated BPTT). Uses the tape's scratch. */
+int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x, const ${name}_real *dy,
+                     ${name}_params *g, ${name}_real *dx);
+/* g = 0. */
+void ${name}_zero_grad(${name}_params *g);
 
 #ifdef __cplusplus
 }

@@ -119,7 +119,7 @@ static const nnrt_param_desc tiny_tensors[] = {
     {                                                                                              \
         .abi_version = NNRT_ABI_VERSION, .name = "tiny", .isa = "scalar", .dtype = dt,             \
         .input = TINY_I, .output = TINY_O, .seq_len = seq, .batch = TINY_B, .output_last = last,   \
-        .loss = NNRT_LOSS_MSE, .num_layers = 1, .layers = tiny_layers, .num_heads = 0,             \
+        .loss_kind = NNRT_LOSS_MSE, .num_layers = 1, .layers = tiny_layers, .num_heads = 0,             \
         .heads = NULL, .num_params = TINY_NPARAMS, .num_tensors = 2, .tensors = tiny_tensors,      \
         .params_bytes = TINY_NPARAMS * sizeof(real),                                               \
         .state_bytes = TINY_B * TINY_O * sizeof(real),                                             \

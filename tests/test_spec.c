@@ -125,7 +125,7 @@ START_TEST(help_and_version)
 {
     test_output out;
     ck_assert_int_eq(test_run(RNNC " --help", &out), 0);
-    ck_assert_ptr_nonnull(strstr(out.text, "rnnc build"));
+    ck_assert_ptr_nonnull(strstr(out.text, "build    SPEC"));
     ck_assert_int_eq(test_run(RNNC " --version", &out), 0);
     ck_assert_ptr_nonnull(strstr(out.text, "rnnc 0."));
 }
@@ -164,10 +164,11 @@ START_TEST(output_is_deterministic)
     char dir[] = "/tmp/rnnc_det_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char command[1024], first[4096], second[4096];
-    snprintf(command, sizeof command, "%s generate %s/examples/sine/sine.lua --isa scalar -o %s/a && %s generate "
-             "%s/examples/sine/sine.lua --isa scalar -o %s/a2 && cat %s/a/sine.c %s/a/sine.h | cksum > %s/1 && cat "
-             "%s/a2/sine.c %s/a2/sine.h | cksum > %s/2", RNNC, RNNC_SOURCE_DIR, dir, RNNC, RNNC_SOURCE_DIR, dir, dir,
-             dir, dir, dir, dir, dir);
+    /* The same directory both times: the header records the compile command, which names it. */
+    snprintf(command, sizeof command, "%s generate %s/examples/sine/sine.lua --isa scalar -o %s/a && cat %s/a/sine.c "
+             "%s/a/sine.h | cksum > %s/1 && %s generate "
+             "%s/examples/sine/sine.lua --isa scalar -o %s/a && cat %s/a/sine.c %s/a/sine.h | cksum > %s/2", RNNC,
+             RNNC_SOURCE_DIR, dir, dir, dir, dir, RNNC, RNNC_SOURCE_DIR, dir, dir, dir, dir);
     test_output out;
     ck_assert_msg(test_run(command, &out) == 0, "%s", out.text);
     snprintf(first, sizeof first, "%s/1", dir);

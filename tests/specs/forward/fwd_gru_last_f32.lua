@@ -1,0 +1,13 @@
+-- Forward test matrix: gru, output_at = "last", f32.
+-- Two stacked layers of unequal odd sizes and a head covering every activation.
+return model {
+  name = "fwd_gru_last_f32",
+  input = 5,
+  seq_len = 9,
+  batch = 2,
+  recurrent = { gru(3), gru(7) },
+  head = { dense(6, "relu"), dense(4, "tanh"), dense(3, "sigmoid"), dense(2) },
+  loss = "cross_entropy",
+  output_at = "last",
+  precision = "f32",
+}

@@ -1,0 +1,8 @@
+-- Finite-difference gradient check (f64): gru x bce x output_at all, unequal stack, every head activation.
+return model {
+  name = "grad_gru_bce_all",
+  input = 3, seq_len = 5, batch = 2,
+  recurrent = { gru(4), gru(3) },
+  head = { dense(5, "sigmoid"), dense(4, "relu"), dense(2) },
+  loss = "bce", output_at = "all", precision = "f64",
+}

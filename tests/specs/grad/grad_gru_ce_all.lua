@@ -1,0 +1,8 @@
+-- Finite-difference gradient check (f64): gru x cross_entropy x output_at all, unequal stack, every head activation.
+return model {
+  name = "grad_gru_ce_all",
+  input = 3, seq_len = 5, batch = 2,
+  recurrent = { gru(4), gru(3) },
+  head = { dense(5, "tanh"), dense(3) },
+  loss = "cross_entropy", output_at = "all", precision = "f64",
+}

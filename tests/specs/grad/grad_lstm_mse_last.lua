@@ -1,0 +1,8 @@
+-- Finite-difference gradient check (f64): lstm x mse x output_at last, unequal stack, every head activation.
+return model {
+  name = "grad_lstm_mse_last",
+  input = 3, seq_len = 5, batch = 2,
+  recurrent = { lstm(4), lstm(3) },
+  head = { dense(5, "relu"), dense(4, "sigmoid"), dense(2, "tanh") },
+  loss = "mse", output_at = "last", precision = "f64",
+}

@@ -1,0 +1,8 @@
+-- Finite-difference gradient check (f64): rnn_relu x bce x output_at last, unequal stack, every head activation.
+return model {
+  name = "grad_rnn_relu_bce_last",
+  input = 3, seq_len = 5, batch = 2,
+  recurrent = { rnn(4, "relu"), rnn(3, "relu") },
+  head = { dense(5, "sigmoid"), dense(4, "relu"), dense(2) },
+  loss = "bce", output_at = "last", precision = "f64",
+}
