@@ -429,6 +429,26 @@ local function head_kernels(ctx, D)
   })
 end
 
+-- The equivalent PyTorch module, with the same tensor names, shapes and dtype.
+function M.python(plan, templates, meta)
+  local spec = plan.spec
+  local layers, heads = {}, {}
+  for _, L in ipairs(plan.layers) do
+    table.insert(layers, string.format('("%s", %s, %d, %d)', L.cell, L.activation and ('"' .. L.activation .. '"') or "None",
+      L.input, L.hidden))
+  end
+  for _, D in ipairs(plan.heads) do
+    table.insert(heads, string.format('("%s", %d, %d)', D.activation, D.input, D.output))
+  end
+  return template.render("templates/model.py", templates["model.py"], {
+    name = spec.name, version = meta.version, spec_path = spec.path, summary = M.summary(plan),
+    input = tostring(spec.input), output = tostring(plan.output), seq_len = tostring(spec.seq_len),
+    batch = tostring(spec.batch), loss = spec.loss, output_at = spec.output_at,
+    torch_dtype = spec.precision == "f64" and "torch.float64" or "torch.float32",
+    layers = "[" .. table.concat(layers, ", ") .. "]", heads = "[" .. table.concat(heads, ", ") .. "]",
+  })
+end
+
 function M.model(plan, sched, backend, templates, meta)
   local spec = plan.spec
   local types = backend.types(spec.precision)
@@ -479,7 +499,7 @@ function M.model(plan, sched, backend, templates, meta)
   }))
   local main = template.render("templates/main.c", templates["main.c"],
     { name = name, version = meta.version, spec_path = spec.path, compile = meta.compile })
-  return { header = header, source = source, main = main }
+  return { header = header, source = source, main = main, python = M.python(plan, templates, meta) }
 end
 
 return M

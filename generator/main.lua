@@ -18,8 +18,8 @@ usage: rnnc COMMAND SPEC [options]
 Compiles a recurrent network spec (a Lua file) into specialised C.
 
 commands:
-  generate SPEC [-o DIR] [--isa ISA]   write DIR/<name>.h, DIR/<name>.c, DIR/<name>_main.c
-                                       (default DIR: out/<name>)
+  generate SPEC [-o DIR] [--isa ISA]   write DIR/<name>.h, <name>.c, <name>_main.c (the driver)
+                                       and <name>.py (the PyTorch module); default DIR: out/<name>
   build    SPEC [-o DIR] [--isa ISA]   generate, then compile the driver program DIR/<name>
   info     SPEC [--isa ISA]            sizes, parameters, FLOPs, critical path, cache residency
   check    SPEC                        validate only
@@ -111,7 +111,7 @@ end
 
 local function load_templates(host)
   local t = {}
-  for _, name in ipairs({ "model.h", "model.c", "main.c" }) do
+  for _, name in ipairs({ "model.h", "model.c", "main.c", "model.py" }) do
     t[name] = host.source("templates/" .. name) or error("template missing from the build: " .. name)
   end
   return t
@@ -133,7 +133,7 @@ local function run_passes(host, opts)
   local compile = runtime and compile_command(runtime, backend, dir, spec.name)
     or "see `rnnc build` (it prints the exact command)"
   local files = emit.model(plan, sched, backend, load_templates(host), { version = host.version, compile = compile })
-  if opts.dump == "emit" then return nil, files.header .. files.source .. files.main end
+  if opts.dump == "emit" then return nil, files.header .. files.source .. files.main .. files.python end
   return spec, nil, { plan = plan, files = files, dir = dir, compile = compile }
 end
 
@@ -141,7 +141,9 @@ local function write_outputs(host, spec, result)
   local ok, why = host.mkdir_p(result.dir)
   if not ok then errors.raise("rnnc: " .. why) end
   local written = {}
-  for suffix, text in pairs({ [".h"] = result.files.header, [".c"] = result.files.source, ["_main.c"] = result.files.main }) do
+  local files = { [".h"] = result.files.header, [".c"] = result.files.source, ["_main.c"] = result.files.main,
+    [".py"] = result.files.python }
+  for suffix, text in pairs(files) do
     local path = result.dir .. "/" .. spec.name .. suffix
     ok, why = host.write_atomic(path, text)
     if not ok then errors.raise("rnnc: " .. why) end

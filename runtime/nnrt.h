@@ -219,7 +219,11 @@ int nnrt_loss(int kind, nnrt_dtype dtype, size_t rows, int outputs, const void *
 /* ---- Optimizers over the flat parameter array ----------------------------------------------
  * Each update is PyTorch's exactly (torch.optim.SGD, Adam, AdamW with foreach/fused off): the
  * same formulas in the same order, arithmetic in the parameters' dtype, hyper-parameters and
- * bias corrections in double as Python computes them. */
+ * bias corrections in double as Python computes them, rounded once to the dtype. Where torch's
+ * CPU kernels fuse a multiply and an add (x.add(y, alpha=a) is fma(a, y, x); addcmul is
+ * fma(v * y, z, x)), so does the runtime, on every machine. Against Debian's torch 1.13 on x86-64
+ * the parameters match bit for bit (tests/test_optim.c); torch 2.x computes Adam's exp_avg with
+ * lerp_, which moves results by about one rounding. */
 enum nnrt_optimizer { NNRT_OPT_SGD = 0, NNRT_OPT_ADAM = 1, NNRT_OPT_ADAMW = 2 };
 
 typedef struct nnrt_optim_config {
@@ -232,38 +236,60 @@ typedef struct nnrt_optim_config {
     double beta1, beta2; /* Adam, AdamW */
     double eps;          /* Adam, AdamW */
 } nnrt_optim_config;
+/* Fields that kind does not use are ignored. Between steps the caller may change the
+ * hyper-parameters in nnrt_optim.config (a learning-rate schedule, as torch's param_groups), but
+ * not kind, nor SGD's momentum from 0 to non-zero: the state was allocated for them. */
 
 /* PyTorch's defaults for kind: SGD lr 1e-3, momentum 0, dampening 0, weight_decay 0, no Nesterov;
- * Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0; AdamW the same with weight_decay 0.01. */
+ * Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0; AdamW the same with weight_decay 0.01.
+ * Any other kind gives a config that nnrt_optim_init rejects. */
 nnrt_optim_config nnrt_optim_defaults(int kind);
 
 typedef struct nnrt_optim {
     nnrt_optim_config config;
     nnrt_dtype dtype; /* NNRT_F32 or NNRT_F64, that of params and grads */
     size_t count;     /* elements of the flat arrays */
-    int64_t step;     /* updates done so far */
+    int64_t step;     /* updates done so far (Adam's bias corrections use it) */
     void *state1;     /* SGD: momentum buffer; Adam(W): exp_avg. NULL when unused */
     void *state2;     /* Adam(W): exp_avg_sq. NULL when unused */
 } nnrt_optim;
 
-/* Validates config (NNRT_ERR_ARG naming the field: negative lr, betas outside [0, 1), nesterov
- * without momentum, ...) and allocates the state, zeroed, step 0. Release with nnrt_optim_free. */
+/* Validates config (NNRT_ERR_ARG with a message "optimizer config: <kind>: <field> must be ...":
+ * lr, weight_decay, momentum or eps negative or not finite, betas outside [0, 1), nesterov
+ * without momentum or with dampening, an unknown kind) and dtype (F32 or F64), then allocates
+ * the state with nnrt_alloc, zeroed, step 0: a momentum buffer for SGD with momentum != 0,
+ * exp_avg and exp_avg_sq for Adam(W). count may be 0. NNRT_ERR_NOMEM when the state does not
+ * fit. On failure *o is zeroed and owns nothing. Release with nnrt_optim_free. */
 int nnrt_optim_init(nnrt_optim *o, const nnrt_optim_config *config, nnrt_dtype dtype, size_t count);
 void nnrt_optim_free(nnrt_optim *o); /* NULL-safe, zeroes *o */
-/* One update of params (count elements) from grads. */
+/* One update of params (count elements) from grads (count elements, not overlapping params or
+ * the state); increments o->step first, as torch does. When o is NULL or unusable (not
+ * initialised, momentum switched on after init) or an array is NULL, nothing changes and
+ * nnrt_last_error() says why. */
 void nnrt_optim_step(nnrt_optim *o, void *params, const void *grads);
 
-/* The gradient's global L2 norm, accumulated in double. */
+/* The gradient's global L2 norm, accumulated in double. NaN, with nnrt_last_error() set, for a
+ * dtype other than F32/F64 or NULL grads with count > 0. */
 double nnrt_grad_norm(nnrt_dtype dtype, const void *grads, size_t count);
-/* torch.nn.utils.clip_grad_norm_: when the global norm exceeds max_norm, scales grads by
- * max_norm / (norm + 1e-6). Returns the norm before clipping. */
+/* torch.nn.utils.clip_grad_norm_ (L2): with coef = max_norm / (norm + 1e-6), computed in double,
+ * scales grads by coef rounded to the dtype whenever coef < 1 (also when norm == max_norm, as
+ * torch does). Returns the norm before clipping. A non-finite norm (inf or NaN in grads) is
+ * returned with grads untouched, for the caller to act on. A negative or NaN max_norm, a bad
+ * dtype or NULL grads return NaN with nnrt_last_error() set, grads untouched. */
 double nnrt_clip_grad_norm(nnrt_dtype dtype, void *grads, size_t count, double max_norm);
 
 /* Checkpoints: the parameters under their tensor names plus the optimizer's state as tensors
  * "optim.state1.<name>", "optim.state2.<name>" (those in use) and "optim.step" (I64 [1]) and
- * "optim.kind" (I32 [1]), one safetensors file, written atomically. Loading checks that the file
- * matches the model and the optimizer's kind and restores both bit-exactly, so training resumes
- * as if it had not stopped. */
+ * "optim.kind" (I32 [1]), one safetensors file, written atomically. Hyper-parameters are not
+ * stored: after a load, o's own config applies. Loading checks that the file matches the model
+ * and the optimizer and restores both bit-exactly, so training resumes as if it had not stopped.
+ * Both calls need o set up for m (same dtype, o->count == m->num_params; else NNRT_ERR_ARG).
+ * Load errors: another model is reported by nnrt_safetensors_read (NNRT_ERR_NAME, _DTYPE or
+ * _SHAPE naming the tensor); another optimizer ("the checkpoint holds the state of Adam, but this
+ * optimizer is SGD with momentum") or a plain weights file is NNRT_ERR_ARG; a negative optim.step
+ * or an optim.kind that does not fit the state tensors is NNRT_ERR_FORMAT. Load reads into a
+ * temporary copy (the size of the parameters plus the state) and changes params and o only when
+ * everything checked out: a failed load leaves both as they were. */
 int nnrt_checkpoint_save(const char *path, const nnrt_model *m, const void *params, const nnrt_optim *o);
 int nnrt_checkpoint_load(const char *path, const nnrt_model *m, void *params, nnrt_optim *o);
 

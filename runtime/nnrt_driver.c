@@ -7,13 +7,19 @@
  *
  * Exit codes (DESIGN.md): 0 success, 1 bad input (files, values), 2 usage or internal error.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno */
+
 #include "nnrt.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define EXIT_INPUT 1 /* a file or value the user gave is wrong */
 #define EXIT_USAGE 2 /* the command line is wrong, or the program itself failed */
@@ -29,7 +35,7 @@ typedef struct option {
     const char *help;
 } option;
 
-#define MAX_OPTIONS 8
+#define MAX_OPTIONS 16
 
 /* vals[k] holds the value of opts[k] after parsing, NULL when absent ("" for a given flag). */
 typedef int (*command_fn)(const nnrt_model *m, const char *const *vals);
@@ -46,7 +52,11 @@ typedef struct command {
 
 static int cmd_init(const nnrt_model *m, const char *const *vals);
 static int cmd_forward(const nnrt_model *m, const char *const *vals);
+static int cmd_grad(const nnrt_model *m, const char *const *vals);
+static int cmd_train(const nnrt_model *m, const char *const *vals);
 static void explain_forward(const nnrt_model *m, FILE *out);
+static void explain_grad(const nnrt_model *m, FILE *out);
+static void explain_train(const nnrt_model *m, FILE *out);
 
 enum { INIT_SEED, INIT_OUT };
 static const option init_opts[] = {
@@ -61,20 +71,57 @@ static const option forward_opts[] = {
     [FWD_OUT] = {"-o", "Y.npy", 1, "outputs to write"},
 };
 
+enum { GRAD_WEIGHTS, GRAD_IN, GRAD_TARGET, GRAD_OUT };
+static const option grad_opts[] = {
+    [GRAD_WEIGHTS] = {"-w", "W.safetensors", 1, "weights file to read"},
+    [GRAD_IN] = {"-i", "X.npy", 1, "input sequences, time-major, T <= seq_len"},
+    [GRAD_TARGET] = {"-t", "TARGET.npy", 1, "targets of the loss"},
+    [GRAD_OUT] = {"-o", "G.safetensors", 1, "gradients to write (the weights' names and shapes)"},
+};
+
+enum {
+    TRAIN_WEIGHTS, TRAIN_IN, TRAIN_TARGET, TRAIN_STEPS, TRAIN_LR, TRAIN_OPTIM, TRAIN_MOMENTUM,
+    TRAIN_NESTEROV, TRAIN_DECAY, TRAIN_CLIP, TRAIN_CKPT, TRAIN_EVERY, TRAIN_RESUME, TRAIN_LOG,
+    TRAIN_OUT
+};
+static const option train_opts[] = {
+    [TRAIN_WEIGHTS] = {"-w", "W.safetensors", 1, "initial weights (replaced by the checkpoint's with --resume)"},
+    [TRAIN_IN] = {"-i", "X.npy", 1, "input sequences, time-major; T > seq_len is one long stream"},
+    [TRAIN_TARGET] = {"-t", "TARGET.npy", 1, "targets of the loss"},
+    [TRAIN_STEPS] = {"--steps", "N", 0, "total optimizer steps, resumed ones included (default 100)"},
+    [TRAIN_LR] = {"--lr", "R", 0, "learning rate (default 1e-3)"},
+    [TRAIN_OPTIM] = {"--optim", "adam|adamw|sgd", 0, "optimizer, as torch.optim's (default adam)"},
+    [TRAIN_MOMENTUM] = {"--momentum", "M", 0, "sgd: momentum (default 0)"},
+    [TRAIN_NESTEROV] = {"--nesterov", NULL, 0, "sgd: Nesterov momentum (needs --momentum > 0)"},
+    [TRAIN_DECAY] = {"--weight-decay", "D", 0, "L2 penalty; decoupled for adamw (default 0, adamw 0.01)"},
+    [TRAIN_CLIP] = {"--clip", "NORM", 0, "clip the gradient's global L2 norm to NORM"},
+    [TRAIN_CKPT] = {"--checkpoint", "C.safetensors", 0, "save parameters and optimizer state here"},
+    [TRAIN_EVERY] = {"--every", "K", 0, "checkpoint every K steps (default: at the end only)"},
+    [TRAIN_RESUME] = {"--resume", NULL, 0, "continue from the checkpoint, bit for bit"},
+    [TRAIN_LOG] = {"--log-every", "K", 0, "progress line every K steps when stderr is not a terminal"},
+    [TRAIN_OUT] = {"-o", "W2.safetensors", 1, "trained weights to write"},
+};
+
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
-_Static_assert(COUNT(init_opts) <= MAX_OPTIONS && COUNT(forward_opts) <= MAX_OPTIONS,
+_Static_assert(COUNT(init_opts) <= MAX_OPTIONS && COUNT(forward_opts) <= MAX_OPTIONS &&
+                   COUNT(grad_opts) <= MAX_OPTIONS && COUNT(train_opts) <= MAX_OPTIONS,
                "raise MAX_OPTIONS");
 
-/* grad, train and bench join this table with the backward pass and the benchmarks. */
+/* bench joins this table with the benchmarks. */
 static const command commands[] = {
     {"init", "write PyTorch-style default weights", init_opts, COUNT(init_opts), cmd_init, NULL},
     {"forward", "run the network over X and write its outputs Y", forward_opts, COUNT(forward_opts),
      cmd_forward, explain_forward},
+    {"grad", "one forward and backward from the zero state: print the loss, write the gradients",
+     grad_opts, COUNT(grad_opts), cmd_grad, explain_grad},
+    {"train", "train on X and TARGET (truncated BPTT when T > seq_len), write the weights",
+     train_opts, COUNT(train_opts), cmd_train, explain_train},
 };
 
 /* ---- Messages --------------------------------------------------------------------------- */
 
 static const char *prog; /* the model name: every message starts with it */
+static int line_open;    /* train's progress line is on the terminal without its newline */
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
@@ -86,6 +133,8 @@ static const char *prog; /* the model name: every message starts with it */
 static void report(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static void report(const char *fmt, ...) {
     va_list ap;
+    if (line_open) fputc('\n', stderr);
+    line_open = 0;
     fprintf(stderr, "%s: error: ", prog);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -178,13 +227,19 @@ static void print_command_help(const nnrt_model *m, const command *c) {
     printf("usage: ");
     print_synopsis(stdout, c);
     printf("%s\n\n", c->summary);
+    int width = 18; /* the option column: as wide as the widest "flag META" */
+    for (int k = 0; k < c->nopts; k++) {
+        const option *o = &c->opts[k];
+        int len = (int)strlen(o->flag) + (o->meta ? 1 + (int)strlen(o->meta) : 0);
+        if (len > width) width = len;
+    }
     for (int k = 0; k < c->nopts; k++) {
         const option *o = &c->opts[k];
         char left[64];
         snprintf(left, sizeof left, "%s%s%s", o->flag, o->meta ? " " : "", o->meta ? o->meta : "");
-        printf("  %-18s %s\n", left, o->help);
+        printf("  %-*s %s\n", width, left, o->help);
     }
-    printf("  %-18s %s\n", "-h, --help", "show this help");
+    printf("  %-*s %s\n", width, "-h, --help", "show this help");
     if (c->explain) {
         printf("\n");
         c->explain(m, stdout);
@@ -255,6 +310,37 @@ bad:
     return EXIT_USAGE;
 }
 
+/* A count: decimal digits only, within 1..INT64_MAX. */
+static int parse_count(const char *flag, const char *s, int64_t *out) {
+    char *end;
+    if (s[0] < '0' || s[0] > '9') goto bad;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1 || v > (unsigned long long)INT64_MAX) goto bad;
+    *out = (int64_t)v;
+    return 0;
+bad:
+    report("option %s: expected a positive integer, found '%s'", flag, s);
+    return EXIT_USAGE;
+}
+
+/* A finite decimal number >= 0 (> 0 when positive): digits with an optional fraction and
+ * exponent, as "0.01", "3e-4" or ".5"; no sign, blanks, hex, inf or nan. */
+static int parse_real(const char *flag, const char *s, int positive, double *out) {
+    char *end;
+    if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '.')) goto bad;
+    for (const char *p = s; *p; p++)
+        if (!strchr("0123456789.eE+-", *p)) goto bad;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v) || (positive && !(v > 0))) goto bad;
+    *out = v;
+    return 0;
+bad:
+    report("option %s: expected a finite number %s 0, found '%s'", flag, positive ? ">" : ">=", s);
+    return EXIT_USAGE;
+}
+
 /* ---- Commands ----------------------------------------------------------------------------- */
 
 /* init [--seed N] -o W.safetensors */
@@ -285,11 +371,15 @@ static void explain_forward(const nnrt_model *m, FILE *out) {
         fprintf(out, "Y is %s [T, %d, %d]: the output at every step.\n", dt, m->batch, m->output);
 }
 
-static void format_shape(char *buf, size_t size, const nnrt_array *a) {
+static void format_dims(char *buf, size_t size, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < a->ndim && n < size; d++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%" PRId64, d ? ", " : "", a->shape[d]);
+    for (int d = 0; d < ndim && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%" PRId64, d ? ", " : "", shape[d]);
     if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+static void format_shape(char *buf, size_t size, const nnrt_array *a) {
+    format_dims(buf, size, a->ndim, a->shape);
 }
 
 /* X must be m->dtype, [T][B][I] with T >= 1. Prints the mismatch; returns 0 or EXIT_INPUT. */
@@ -386,10 +476,629 @@ done:
     return status;
 }
 
+/* ---- Training data: X and TARGET ---------------------------------------------------------- */
+
+static int is_ce(const nnrt_model *m) { return m->loss_kind == NNRT_LOSS_CROSS_ENTROPY; }
+
+/* X and TARGET, read and checked. The loss takes its target in m->target_dtype: class indices
+ * arrive as int32 or int64 and are handed over as int32 (converted from int64 into classes). */
+typedef struct dataset {
+    nnrt_array x, target;
+    int32_t *classes;      /* int64 class indices converted, or NULL */
+    const char *tdata;     /* the target as the loss takes it */
+    int64_t T;             /* timesteps of X */
+    size_t x_step, t_step; /* bytes per timestep of X and of the target (0 with output_last) */
+} dataset;
+
+static void dataset_free(dataset *d) {
+    nnrt_free(d->classes);
+    nnrt_array_free(&d->target);
+    nnrt_array_free(&d->x);
+}
+
+/* TARGET must match the loss and X: dtype, shape, and class indices in 0..output-1. Prints the
+ * mismatch; returns 0 or EXIT_INPUT. */
+static int check_target(const nnrt_model *m, const char *tpath, const char *xpath, dataset *d) {
+    const nnrt_array *t = &d->target;
+    const int ce = is_ce(m);
+    if (ce && t->dtype != NNRT_I32 && t->dtype != NNRT_I64) {
+        report("%s: expected class indices, int32 or int64 (loss cross_entropy), found %s", tpath,
+               nnrt_dtype_name(t->dtype));
+        return EXIT_INPUT;
+    }
+    if (!ce && t->dtype != m->dtype) {
+        report("%s: expected dtype %s, the model's (loss %s), found %s", tpath,
+               nnrt_dtype_name(m->dtype), loss_name(m->loss_kind), nnrt_dtype_name(t->dtype));
+        return EXIT_INPUT;
+    }
+    int64_t want[3];
+    int nd = 0;
+    if (!m->output_last) want[nd++] = d->T;
+    want[nd++] = m->batch;
+    if (!ce) want[nd++] = m->output;
+    int same = t->ndim == nd;
+    for (int k = 0; same && k < nd; k++) same = t->shape[k] == want[k];
+    if (!same) {
+        char wanted[80], found[NNRT_MAX_DIMS * 24 + 4], layout[160];
+        format_dims(wanted, sizeof wanted, nd, want);
+        format_dims(found, sizeof found, t->ndim, t->shape);
+        if (m->output_last)
+            snprintf(layout, sizeof layout, "%s: output at the last step only",
+                     ce ? "[batch] class indices" : "[batch, output]");
+        else
+            snprintf(layout, sizeof layout, "%s with T = %" PRId64 " as in %s",
+                     ce ? "[T, batch] class indices" : "[T, batch, output]", d->T, xpath);
+        report("%s: expected shape %s (%s), found %s", tpath, wanted, layout, found);
+        return EXIT_INPUT;
+    }
+    if (!ce) {
+        d->tdata = t->data;
+        d->t_step = m->output_last ? 0 : (size_t)m->batch * (size_t)m->output * nnrt_dtype_size(m->dtype);
+        return 0;
+    }
+    for (size_t i = 0; i < t->count; i++) {
+        int64_t v = t->dtype == NNRT_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
+        if (v >= 0 && v < m->output) continue;
+        char where[64];
+        if (m->output_last)
+            snprintf(where, sizeof where, "[%zu]", i);
+        else
+            snprintf(where, sizeof where, "[%zu][%zu]", i / (size_t)m->batch, i % (size_t)m->batch);
+        report("%s: target%s = %" PRId64 " is not a class index in 0..%d", tpath, where, v,
+               m->output - 1);
+        return EXIT_INPUT;
+    }
+    if (t->dtype == NNRT_I64) {
+        if (!(d->classes = nnrt_alloc(t->count * sizeof(int32_t)))) {
+            report("out of memory (%zu class indices)", t->count);
+            return EXIT_USAGE;
+        }
+        for (size_t i = 0; i < t->count; i++) d->classes[i] = (int32_t)((const int64_t *)t->data)[i];
+        d->tdata = (const char *)d->classes;
+    } else {
+        d->tdata = t->data;
+    }
+    d->t_step = m->output_last ? 0 : (size_t)m->batch * sizeof(int32_t);
+    return 0;
+}
+
+static int load_data(const nnrt_model *m, const char *xpath, const char *tpath, dataset *d) {
+    int rc, status;
+    if ((rc = nnrt_npy_read(xpath, &d->x)) != NNRT_OK) return runtime_error(rc, xpath);
+    if ((status = check_input(m, xpath, &d->x)) != 0) return status;
+    d->T = d->x.shape[0];
+    d->x_step = (size_t)m->batch * (size_t)m->input * nnrt_dtype_size(m->dtype);
+    if ((rc = nnrt_npy_read(tpath, &d->target)) != NNRT_OK) return runtime_error(rc, tpath);
+    return check_target(m, tpath, xpath, d);
+}
+
+/* ---- A training session: weights, data, and the buffers of one forward and backward ------ */
+
+typedef struct session {
+    const nnrt_model *m;
+    dataset d;
+    void *params, *grads, *state, *tape;
+    void *y, *dy;    /* outputs of one chunk and dloss/dy */
+    int64_t nchunks; /* chunks of at most seq_len steps in X: 1 when T <= seq_len */
+} session;
+
+static void session_close(session *s) {
+    dataset_free(&s->d);
+    nnrt_free(s->dy);
+    nnrt_free(s->y);
+    nnrt_free(s->tape);
+    nnrt_free(s->state);
+    nnrt_free(s->grads);
+    nnrt_free(s->params);
+}
+
+/* Loads W, X and TARGET and allocates what a step needs. Prints what went wrong; returns 0 or
+ * an exit code. s must be closed either way. */
+static int session_open(const nnrt_model *m, const char *wpath, const char *xpath, const char *tpath,
+                        session *s) {
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    if (!m->forward_train || !m->loss || !m->backward || m->tape_bytes == 0 ||
+        (m->target_dtype != (is_ce(m) ? NNRT_I32 : m->dtype))) {
+        report("model %s has no training entry points for this runtime: regenerate it", m->name);
+        return EXIT_USAGE;
+    }
+    size_t rows = (m->output_last ? 1 : (size_t)m->seq_len) * (size_t)m->batch;
+    size_t ybytes = rows * (size_t)m->output * nnrt_dtype_size(m->dtype);
+    s->params = nnrt_alloc(m->params_bytes);
+    s->grads = nnrt_alloc(m->params_bytes);
+    s->state = nnrt_alloc(m->state_bytes);
+    s->tape = nnrt_alloc(m->tape_bytes);
+    s->y = nnrt_alloc(ybytes);
+    s->dy = nnrt_alloc(ybytes);
+    if (!s->params || !s->grads || !s->state || !s->tape || !s->y || !s->dy) {
+        report("out of memory (%zu bytes of parameters, gradients, state, tape and outputs)",
+               2 * m->params_bytes + m->state_bytes + m->tape_bytes + 2 * ybytes);
+        return EXIT_USAGE;
+    }
+    int rc = nnrt_model_load(m, s->params, wpath);
+    if (rc != NNRT_OK) return runtime_error(rc, wpath);
+    int status = load_data(m, xpath, tpath, &s->d);
+    if (status != 0) return status;
+    s->nchunks = 1 + (s->d.T - 1) / m->seq_len;
+    return 0;
+}
+
+/* Chunk c of X: forward_train from the current state (which it advances), the loss, and with
+ * backward set dloss/dy and the backward pass adding into grads. Returns an NNRT_* code. */
+static int run_chunk(session *s, int64_t c, int backward, double *loss, int *steps) {
+    const nnrt_model *m = s->m;
+    int64_t t0 = c * m->seq_len;
+    int n = s->d.T - t0 < m->seq_len ? (int)(s->d.T - t0) : m->seq_len;
+    const char *x = (const char *)s->d.x.data + (size_t)t0 * s->d.x_step;
+    const char *target = s->d.tdata + (size_t)t0 * s->d.t_step;
+    if (steps) *steps = n;
+    int rc = m->forward_train(s->params, s->state, s->tape, n, x, s->y);
+    if (rc == NNRT_OK) rc = m->loss(n, s->y, target, loss, backward ? s->dy : NULL);
+    if (rc == NNRT_OK && backward && isfinite(*loss))
+        rc = m->backward(s->params, s->tape, x, s->dy, s->grads, NULL);
+    return rc;
+}
+
+/* The loss of the current parameters over all of X from the zero state: with chunks, the mean
+ * over all terms, as one loss over the whole stream would take it. */
+static int evaluate(session *s, double *loss) {
+    s->m->reset(s->state);
+    if (s->nchunks == 1) return run_chunk(s, 0, 0, loss, NULL);
+    double sum = 0;
+    for (int64_t c = 0; c < s->nchunks; c++) {
+        double l;
+        int n, rc = run_chunk(s, c, 0, &l, &n);
+        if (rc != NNRT_OK) return rc;
+        sum += l * n;
+    }
+    *loss = sum / (double)s->d.T;
+    return NNRT_OK;
+}
+
+static const char *nonfinite_name(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+static int all_finite(nnrt_dtype dtype, const void *p, size_t n) {
+    if (dtype == NNRT_F32) {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(((const float *)p)[i])) return 0;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(((const double *)p)[i])) return 0;
+    }
+    return 1;
+}
+
+/* Target shapes of this model, for the help text. */
+static void explain_target(const nnrt_model *m, FILE *out, const char *T) {
+    if (is_ce(m) && m->output_last)
+        fprintf(out, "TARGET is int32 or int64 class indices [%d] in 0..%d (output at the last step).\n",
+                m->batch, m->output - 1);
+    else if (is_ce(m))
+        fprintf(out, "TARGET is int32 or int64 class indices [%s, %d] in 0..%d.\n", T, m->batch,
+                m->output - 1);
+    else if (m->output_last)
+        fprintf(out, "TARGET is %s [%d, %d] (output at the last step), loss %s.\n",
+                nnrt_dtype_name(m->dtype), m->batch, m->output, loss_name(m->loss_kind));
+    else
+        fprintf(out, "TARGET is %s [%s, %d, %d], loss %s.\n", nnrt_dtype_name(m->dtype), T,
+                m->batch, m->output, loss_name(m->loss_kind));
+}
+
+static void explain_grad(const nnrt_model *m, FILE *out) {
+    fprintf(out, "X is %s [T, %d, %d] with 1 <= T <= %d: one sequence from the zero state.\n",
+            nnrt_dtype_name(m->dtype), m->batch, m->input, m->seq_len);
+    explain_target(m, out, "T");
+    fprintf(out, "Prints \"loss <value>\" (the mean loss) on stdout; G holds dloss/dW under the\n"
+                 "weights' tensor names and shapes. A NaN or infinite loss is an error.\n");
+}
+
+/* grad -w W.safetensors -i X.npy -t TARGET.npy -o G.safetensors */
+static int cmd_grad(const nnrt_model *m, const char *const *vals) {
+    const char *xpath = vals[GRAD_IN], *gpath = vals[GRAD_OUT];
+    session s;
+    double loss;
+    int rc, status = session_open(m, vals[GRAD_WEIGHTS], xpath, vals[GRAD_TARGET], &s);
+    if (status != 0) goto done;
+    if (s.d.T > m->seq_len) {
+        report("%s: T = %" PRId64 " steps is more than seq_len %d: grad takes one sequence of at "
+               "most %d steps; use 'train' for truncated BPTT over a longer stream",
+               xpath, s.d.T, m->seq_len, m->seq_len);
+        status = EXIT_INPUT;
+        goto done;
+    }
+    m->reset(s.state);
+    if ((rc = run_chunk(&s, 0, 1, &loss, NULL)) != NNRT_OK) {
+        status = runtime_error(rc, xpath);
+        goto done;
+    }
+    if (!isfinite(loss)) {
+        report("loss is %s", nonfinite_name(loss));
+        status = EXIT_INPUT;
+        goto done;
+    }
+    if ((rc = nnrt_model_save(m, s.grads, gpath)) != NNRT_OK) {
+        status = runtime_error(rc, gpath);
+        goto done;
+    }
+    printf("loss %.9g\n", loss);
+done:
+    session_close(&s);
+    return status;
+}
+
+/* ---- train ---------------------------------------------------------------------------------- */
+
+/* The state carried from chunk to chunk of a stream is not part of a checkpoint
+ * (nnrt_checkpoint_save holds parameters and optimizer state), so a streaming run saves it
+ * beside the checkpoint, in <C>.stream, just before each checkpoint. The file keeps the states
+ * of the last two saves, so a crash between the two writes still leaves the one that matches
+ * the checkpoint. Tensors: stream.length I64 [1] (T of X), stream.step I64 [2] (the step of
+ * each state, newest first, -1 for none), stream.state [2, elements of the state]. */
+typedef struct stream_file {
+    char *path;       /* NULL when the run is not a stream or has no checkpoint */
+    size_t count;     /* elements of the state */
+    int64_t length;   /* T of X */
+    int64_t steps[2]; /* step of each saved state, newest first */
+    char *states;     /* [2][count] */
+} stream_file;
+
+static void stream_tensors(const nnrt_model *m, stream_file *f, int64_t *length, int64_t *steps,
+                           nnrt_tensor t[3]) {
+    t[0] = (nnrt_tensor){"stream.length", NNRT_I64, 1, {1}, length};
+    t[1] = (nnrt_tensor){"stream.step", NNRT_I64, 1, {2}, steps};
+    t[2] = (nnrt_tensor){"stream.state", m->dtype, 2, {2, (int64_t)f->count}, f->states};
+}
+
+/* Saves state as the newest entry, the previous save's as the older one. */
+static int stream_save(const nnrt_model *m, stream_file *f, const void *state, int64_t step) {
+    size_t bytes = f->count * nnrt_dtype_size(m->dtype);
+    nnrt_tensor t[3];
+    memcpy(f->states, state, bytes);
+    f->steps[0] = step;
+    stream_tensors(m, f, &f->length, f->steps, t);
+    int rc = nnrt_safetensors_write(f->path, t, 3);
+    if (rc != NNRT_OK) return runtime_error(rc, f->path);
+    memcpy(f->states + bytes, f->states, bytes);
+    f->steps[1] = step;
+    return 0;
+}
+
+/* Restores the state at step (inside the stream) into state. */
+static int stream_load(const nnrt_model *m, stream_file *f, void *state, int64_t step,
+                       const char *xpath) {
+    size_t bytes = f->count * nnrt_dtype_size(m->dtype);
+    int64_t length, steps[2];
+    nnrt_tensor t[3];
+    stream_tensors(m, f, &length, steps, t);
+    int rc = nnrt_safetensors_read(f->path, t, 3);
+    if (rc != NNRT_OK) {
+        runtime_error(rc, f->path);
+        report("resuming at step %" PRId64 ", inside the stream, needs the carried state saved "
+               "beside the checkpoint",
+               step);
+        return rc == NNRT_ERR_NOMEM ? EXIT_USAGE : EXIT_INPUT;
+    }
+    if (length != f->length) {
+        report("%s: saved for a stream of %" PRId64 " steps, but %s has %" PRId64, f->path, length,
+               xpath, f->length);
+        return EXIT_INPUT;
+    }
+    int k = steps[0] == step ? 0 : steps[1] == step ? 1 : -1;
+    if (k < 0) {
+        report("%s: holds the carried state of steps %" PRId64 " and %" PRId64
+               ", not of step %" PRId64 " where the checkpoint is",
+               f->path, steps[0], steps[1], step);
+        return EXIT_INPUT;
+    }
+    memcpy(state, f->states + (size_t)k * bytes, bytes);
+    memcpy(f->states + bytes, state, bytes);
+    f->steps[0] = -1;
+    f->steps[1] = step;
+    return 0;
+}
+
+/* Progress on stderr: a line redrawn in place on a terminal, plain lines otherwise. */
+typedef struct progress {
+    int tty; /* stderr is a terminal */
+    int64_t first, total, every;
+    double start, last_draw;
+} progress;
+
+#define BAR_WIDTH 20
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void format_duration(char *buf, size_t size, double s) {
+    if (s < 60)
+        snprintf(buf, size, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else if (s < 1e8)
+        snprintf(buf, size, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else
+        snprintf(buf, size, "-");
+}
+
+static void progress_update(progress *p, int64_t step, double loss) {
+    double now = now_seconds(), elapsed = now - p->start;
+    double rate = elapsed > 0 ? (double)(step - p->first) / elapsed : 0;
+    int last = step == p->total;
+    if (p->tty) {
+        if (!last && now - p->last_draw < 0.1) return;
+        p->last_draw = now;
+        char bar[BAR_WIDTH + 1], eta[32];
+        int fill = (int)((double)step / (double)p->total * BAR_WIDTH);
+        for (int k = 0; k < BAR_WIDTH; k++) bar[k] = k < fill ? '#' : '.';
+        bar[BAR_WIDTH] = '\0';
+        format_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - step) / rate : 1e9);
+        fprintf(stderr, "\rstep %" PRId64 "/%" PRId64 " [%s] loss %.4g  %.0f steps/s  ETA %s\033[K",
+                step, p->total, bar, loss, rate, eta);
+        if (last) fputc('\n', stderr);
+        line_open = !last;
+        fflush(stderr);
+    } else if (step % p->every == 0 || last) {
+        fprintf(stderr, "step %" PRId64 "/%" PRId64 " loss %.4g %.1f steps/s\n", step, p->total,
+                loss, rate);
+    }
+}
+
+/* Two paths name one file: the same text, or the same existing file. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static void explain_train(const nnrt_model *m, FILE *out) {
+    fprintf(out, "X is %s [T, %d, %d], T >= 1.\n", nnrt_dtype_name(m->dtype), m->batch, m->input);
+    explain_target(m, out, "T");
+    fprintf(out,
+            "T <= %d: every step trains on the whole sequence from the zero state.\n", m->seq_len);
+    if (m->output_last)
+        fprintf(out, "T > %d is an error: this model's output is at the last step only.\n",
+                m->seq_len);
+    else
+        fprintf(out,
+                "T > %d: X is one long stream, trained with truncated BPTT: chunks of %d steps (the\n"
+                "last one shorter), the state carried from chunk to chunk with no gradient across,\n"
+                "the zero state again when the stream wraps; one optimizer step per chunk.\n",
+                m->seq_len, m->seq_len);
+    fprintf(out,
+            "\n"
+            "Each step: forward, loss, backward, optional clipping, the optimizer's update. A NaN\n"
+            "or infinite loss or gradient stops the run (exit 1) before the update; -o and the\n"
+            "checkpoint are never written with bad parameters.\n"
+            "\n"
+            "--steps is the total: --resume restores parameters, optimizer state and step count\n"
+            "from the checkpoint and continues up to N, so `train --steps 10` equals\n"
+            "`train --steps 6 --checkpoint C` followed by `train --steps 10 --checkpoint C --resume`\n"
+            "bit for bit. A stream also saves its carried state beside C, in C.stream.\n"
+            "\n"
+            "Progress goes to stderr. At the end \"final loss <value>\" on stdout: the loss of the\n"
+            "trained weights over all of X, from the zero state.\n");
+}
+
+typedef struct train_config {
+    int64_t steps, every, log_every;
+    double clip; /* 0: off */
+    nnrt_optim_config optim;
+    const char *checkpoint;
+    int resume;
+} train_config;
+
+/* Reads train's options into c; prints the problem and returns EXIT_USAGE on a bad one. */
+static int parse_train(const char *const *vals, train_config *c) {
+    static const struct {
+        const char *name;
+        int kind;
+    } optimizers[] = {{"adam", NNRT_OPT_ADAM}, {"adamw", NNRT_OPT_ADAMW}, {"sgd", NNRT_OPT_SGD}};
+    int kind = NNRT_OPT_ADAM;
+    if (vals[TRAIN_OPTIM]) {
+        int k = 0;
+        while (k < COUNT(optimizers) && strcmp(vals[TRAIN_OPTIM], optimizers[k].name) != 0) k++;
+        if (k == COUNT(optimizers)) {
+            report("option --optim: expected adam, adamw or sgd, found '%s'", vals[TRAIN_OPTIM]);
+            return EXIT_USAGE;
+        }
+        kind = optimizers[k].kind;
+    }
+    memset(c, 0, sizeof *c);
+    c->steps = 100;
+    c->optim = nnrt_optim_defaults(kind);
+    if (vals[TRAIN_STEPS] && parse_count("--steps", vals[TRAIN_STEPS], &c->steps)) return EXIT_USAGE;
+    if (vals[TRAIN_LR] && parse_real("--lr", vals[TRAIN_LR], 0, &c->optim.lr)) return EXIT_USAGE;
+    for (int k = TRAIN_MOMENTUM; k <= TRAIN_NESTEROV; k++)
+        if (vals[k] && kind != NNRT_OPT_SGD) {
+            report("option %s applies to --optim sgd only", train_opts[k].flag);
+            return EXIT_USAGE;
+        }
+    if (vals[TRAIN_MOMENTUM] && parse_real("--momentum", vals[TRAIN_MOMENTUM], 0, &c->optim.momentum))
+        return EXIT_USAGE;
+    if (vals[TRAIN_NESTEROV]) {
+        if (!(c->optim.momentum > 0)) {
+            report("option --nesterov needs --momentum > 0");
+            return EXIT_USAGE;
+        }
+        c->optim.nesterov = 1;
+    }
+    if (vals[TRAIN_DECAY] &&
+        parse_real("--weight-decay", vals[TRAIN_DECAY], 0, &c->optim.weight_decay))
+        return EXIT_USAGE;
+    if (vals[TRAIN_CLIP] && parse_real("--clip", vals[TRAIN_CLIP], 1, &c->clip)) return EXIT_USAGE;
+    c->checkpoint = vals[TRAIN_CKPT];
+    c->resume = vals[TRAIN_RESUME] != NULL;
+    for (int k = TRAIN_EVERY; k <= TRAIN_RESUME; k++)
+        if (vals[k] && !c->checkpoint) {
+            report("option %s needs --checkpoint", train_opts[k].flag);
+            return EXIT_USAGE;
+        }
+    if (vals[TRAIN_EVERY] && parse_count("--every", vals[TRAIN_EVERY], &c->every)) return EXIT_USAGE;
+    if (vals[TRAIN_LOG] && parse_count("--log-every", vals[TRAIN_LOG], &c->log_every))
+        return EXIT_USAGE;
+    if (!vals[TRAIN_LOG]) c->log_every = c->steps / 20 + (c->steps % 20 != 0); /* ~20 lines */
+    if (c->checkpoint && same_file(c->checkpoint, vals[TRAIN_OUT])) {
+        report("-o and --checkpoint name the same file '%s'", c->checkpoint);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Saves the checkpoint (after the stream's carried state, when there is one). */
+static int save_checkpoint(const nnrt_model *m, session *s, const train_config *c,
+                           const nnrt_optim *o, stream_file *f) {
+    int status;
+    if (f->path && (status = stream_save(m, f, s->state, o->step)) != 0) return status;
+    int rc = nnrt_checkpoint_save(c->checkpoint, m, s->params, o);
+    return rc == NNRT_OK ? 0 : runtime_error(rc, c->checkpoint);
+}
+
+/* train -w W -i X -t TARGET [options] -o W2 */
+static int cmd_train(const nnrt_model *m, const char *const *vals) {
+    const char *xpath = vals[TRAIN_IN], *opath = vals[TRAIN_OUT];
+    train_config c;
+    int status = parse_train(vals, &c), rc;
+    if (status != 0) return status;
+
+    session s;
+    nnrt_optim o = {0};
+    stream_file f = {0};
+    progress p = {0};
+    if ((status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], &s)) != 0)
+        goto done;
+    if (s.nchunks > 1 && m->output_last) {
+        report("%s: T = %" PRId64 " steps is more than seq_len %d, and this model's output is at "
+               "the last step only: truncated BPTT over a long stream needs output_at = \"all\"; "
+               "cut X into sequences of at most %d steps",
+               xpath, s.d.T, m->seq_len, m->seq_len);
+        status = EXIT_INPUT;
+        goto done;
+    }
+    if ((rc = nnrt_optim_init(&o, &c.optim, m->dtype, m->num_params)) != NNRT_OK) {
+        report("%s", nnrt_last_error());
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if (s.nchunks > 1 && c.checkpoint) {
+        size_t es = nnrt_dtype_size(m->dtype);
+        if (m->state_bytes % es != 0) {
+            report("malformed model descriptor (state of %zu bytes)", m->state_bytes);
+            status = EXIT_USAGE;
+            goto done;
+        }
+        f.count = m->state_bytes / es;
+        f.length = s.d.T;
+        f.steps[0] = f.steps[1] = -1;
+        f.path = malloc(strlen(c.checkpoint) + sizeof ".stream");
+        f.states = nnrt_alloc(2 * m->state_bytes);
+        if (!f.path || !f.states) {
+            report("out of memory");
+            status = EXIT_USAGE;
+            goto done;
+        }
+        strcat(strcpy(f.path, c.checkpoint), ".stream");
+    }
+
+    m->reset(s.state);
+    if (c.resume) {
+        if ((rc = nnrt_checkpoint_load(c.checkpoint, m, s.params, &o)) != NNRT_OK) {
+            status = runtime_error(rc, c.checkpoint);
+            goto done;
+        }
+        if (o.step > c.steps) {
+            report("%s: the checkpoint is at step %" PRId64 ", past --steps %" PRId64
+                   " (--steps counts all the steps, the resumed ones included)",
+                   c.checkpoint, o.step, c.steps);
+            status = EXIT_INPUT;
+            goto done;
+        }
+        /* Inside the stream (f.path is set: --resume implies --checkpoint): the carried state. */
+        if (o.step % s.nchunks != 0 && (status = stream_load(m, &f, s.state, o.step, xpath)) != 0)
+            goto done;
+    }
+
+    const int64_t first = o.step;
+    int64_t saved = c.resume ? first : -1; /* step of the last checkpoint on disk */
+    p.tty = isatty(fileno(stderr));
+    p.first = first, p.total = c.steps, p.every = c.log_every;
+    p.start = now_seconds();
+    for (int64_t k = first; k < c.steps; k++) {
+        const int64_t chunk = k % s.nchunks, step = k + 1;
+        double loss;
+        if (chunk == 0) m->reset(s.state);
+        memset(s.grads, 0, m->params_bytes);
+        if ((rc = run_chunk(&s, chunk, 1, &loss, NULL)) != NNRT_OK) {
+            report("step %" PRId64 ": %s", step, nnrt_last_error());
+            status = rc == NNRT_ERR_NOMEM ? EXIT_USAGE : EXIT_INPUT;
+            goto done;
+        }
+        if (!isfinite(loss)) {
+            report("step %" PRId64 ": loss is %s", step, nonfinite_name(loss));
+            status = EXIT_INPUT;
+            goto done;
+        }
+        double norm = c.clip > 0 ? nnrt_clip_grad_norm(m->dtype, s.grads, m->num_params, c.clip)
+                                 : nnrt_grad_norm(m->dtype, s.grads, m->num_params);
+        if (!isfinite(norm)) {
+            report("step %" PRId64 ": the gradient is not finite (norm %g)", step, norm);
+            status = EXIT_INPUT;
+            goto done;
+        }
+        nnrt_optim_step(&o, s.params, s.grads);
+        if (o.step != step || !all_finite(m->dtype, s.params, m->num_params)) {
+            if (o.step != step)
+                report("step %" PRId64 ": %s", step, nnrt_last_error());
+            else
+                report("step %" PRId64 ": the update made the parameters non-finite (lower --lr, "
+                       "or use --clip)",
+                       step);
+            status = EXIT_INPUT;
+            goto done;
+        }
+        if (c.every && step % c.every == 0) {
+            if ((status = save_checkpoint(m, &s, &c, &o, &f)) != 0) goto done;
+            saved = step;
+        }
+        progress_update(&p, step, loss);
+    }
+    if (line_open) fputc('\n', stderr);
+    line_open = 0;
+
+    /* The checkpoint first: it holds the carried state, which the evaluation replaces. */
+    if (c.checkpoint && saved != c.steps && (status = save_checkpoint(m, &s, &c, &o, &f)) != 0)
+        goto done;
+    double final;
+    if ((rc = evaluate(&s, &final)) != NNRT_OK) {
+        status = runtime_error(rc, xpath);
+        goto done;
+    }
+    if (!isfinite(final)) {
+        report("final loss is %s", nonfinite_name(final));
+        status = EXIT_INPUT;
+        goto done;
+    }
+    if ((rc = nnrt_model_save(m, s.params, opath)) != NNRT_OK) {
+        status = runtime_error(rc, opath);
+        goto done;
+    }
+    printf("final loss %.9g\n", final);
+done:
+    nnrt_free(f.states);
+    free(f.path);
+    nnrt_optim_free(&o);
+    session_close(&s);
+    return status;
+}
+
 /* ---- Entry point -------------------------------------------------------------------------- */
 
 int nnrt_driver_main(const nnrt_model *m, int argc, char **argv) {
     prog = m->name;
+    line_open = 0;
     if (m->abi_version != NNRT_ABI_VERSION) {
         report("model generated for runtime ABI %d, linked with ABI %d: regenerate it",
                m->abi_version, NNRT_ABI_VERSION);

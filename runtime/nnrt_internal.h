@@ -14,4 +14,8 @@ int nnrt__open_regular(const char *path, FILE **fp, uint64_t *size);
 /* Reads exactly bytes in bounded chunks; a short read is NNRT_ERR_FORMAT naming what was read. */
 int nnrt__read_exact(FILE *fp, void *dst, size_t bytes, const char *path, const char *what);
 
+/* Checks that a model descriptor is usable (ABI, dtype, every tensor inside the flat array): a
+ * hand-written or stale descriptor must fail cleanly, never send I/O outside the array. */
+int nnrt__model_check(const nnrt_model *m, const void *params);
+
 #endif /* NNRT_INTERNAL_H */

@@ -16,7 +16,7 @@ static int nnrt__param_desc_ok(const nnrt_param_desc *d, size_t num_params) {
 
 /* A descriptor comes from generated code, but a hand-written or stale one must fail cleanly
  * rather than send a reader or writer outside the parameter array. */
-static int nnrt__model_check(const nnrt_model *m, const void *params) {
+int nnrt__model_check(const nnrt_model *m, const void *params) {
     if (m == NULL || params == NULL)
         return nnrt_fail(NNRT_ERR_ARG, "model or parameters are NULL");
     const char *name = m->name ? m->name : "(unnamed)";

@@ -134,12 +134,12 @@ static int nnrt__optim_check(const nnrt_optim *o, const char *who) {
  * Everything an update needs, in double, as Python computes it; the loops round each to the
  * element type once. */
 typedef struct nnrt__coef {
-    int momentum_on;   /* SGD: momentum != 0 */
-    int first;         /* SGD: no momentum buffer yet (torch: buf is None); it becomes a clone of d_p */
-    int nesterov;      /* SGD */
+    int momentum_on;     /* SGD: momentum != 0 */
+    int first;           /* SGD: no momentum buffer yet (torch: buf is None); it becomes a clone of d_p */
+    int nesterov;        /* SGD */
     int weight_decay_on; /* SGD, Adam: weight_decay != 0 (torch skips the add otherwise) */
-    int decoupled;     /* AdamW */
-    double weight_decay;
+    int decoupled;       /* AdamW */
+    double weight_decay; /* SGD, Adam */
     double momentum, one_minus_dampening, neg_lr;          /* SGD */
     double decay;                                          /* AdamW: 1 - lr * weight_decay */
     double beta1, one_minus_beta1, beta2, one_minus_beta2; /* Adam(W) */
@@ -289,30 +289,6 @@ double nnrt_clip_grad_norm(nnrt_dtype dtype, void *grads, size_t count, double m
 
 /* ---- Checkpoints ---------------------------------------------------------------------------- */
 
-/* The descriptor checks of nnrt_model.c (static there): a hand-written or stale descriptor must
- * fail cleanly rather than send a reader or writer outside the parameter array. */
-static int nnrt__ckpt_model_check(const nnrt_model *m, const char *path) {
-    const char *name = m->name ? m->name : "(unnamed)";
-    if (m->abi_version != NNRT_ABI_VERSION)
-        return nnrt_fail(NNRT_ERR_ARG, "%s: model %s was generated for runtime ABI %d, this runtime is ABI %d", path,
-                         name, m->abi_version, NNRT_ABI_VERSION);
-    if (m->dtype != NNRT_F32 && m->dtype != NNRT_F64)
-        return nnrt_fail(NNRT_ERR_ARG, "%s: model %s: dtype must be float32 or float64", path, name);
-    if (m->num_tensors < 0 || (m->num_tensors > 0 && m->tensors == NULL))
-        return nnrt_fail(NNRT_ERR_ARG, "%s: model %s: bad tensor table", path, name);
-    for (int i = 0; i < m->num_tensors; i++) {
-        const nnrt_param_desc *d = &m->tensors[i];
-        size_t count = 1;
-        int ok = d->name != NULL && d->ndim >= 1 && d->ndim <= 2;
-        for (int j = 0; ok && j < d->ndim; j++)
-            ok = d->shape[j] >= 0 && nnrt__mul_size(count, (size_t)d->shape[j], &count);
-        if (!ok || count != d->count || d->offset > m->num_params || d->count > m->num_params - d->offset)
-            return nnrt_fail(NNRT_ERR_ARG, "%s: model %s: descriptor entry %d (%s) is inconsistent", path, name, i,
-                             d->name ? d->name : "unnamed");
-    }
-    return NNRT_OK;
-}
-
 /* Arguments of save and load: a valid model and optimizer that agree with each other. */
 static int nnrt__ckpt_args(const char *path, const nnrt_model *m, const void *params, const nnrt_optim *o,
                            const char *who) {
@@ -320,7 +296,7 @@ static int nnrt__ckpt_args(const char *path, const nnrt_model *m, const void *pa
         return nnrt_fail(NNRT_ERR_ARG, "%s: path, model or params is NULL", who);
     int code = nnrt__optim_check(o, path);
     if (code == NNRT_OK)
-        code = nnrt__ckpt_model_check(m, path);
+        code = nnrt__model_check(m, params);
     if (code != NNRT_OK)
         return code;
     const char *name = m->name ? m->name : "(unnamed)";
