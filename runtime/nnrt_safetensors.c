@@ -429,22 +429,17 @@ static int nnrt__st_check_expected(const char *path, const nnrt_tensor *t) {
     return NNRT_OK;
 }
 
+/* Finds t's entry and marks it matched; *found stays NULL when the file has no such tensor. */
 static int nnrt__st_match_one(nnrt__st_file *sf, const nnrt_tensor *t, nnrt__st_entry **found) {
     nnrt__st_entry key = {.name = t->name}, *key_ptr = &key;
     nnrt__st_entry **hit = bsearch(&key_ptr, sf->sorted, sf->count, sizeof *sf->sorted, nnrt__st_by_name);
-    if (hit == NULL) {
-        const nnrt__st_entry *extra = nnrt__st_first_unmatched(sf);
-        if (extra == NULL)
-            return nnrt_fail(NNRT_ERR_NAME, "%s: missing tensor %s", sf->path, t->name);
-        /* A misspelt name shows up as one missing and one unexpected tensor: show both. */
-        return nnrt_fail(NNRT_ERR_NAME, "%s: missing tensor %s (the file has unexpected tensor %s)", sf->path,
-                         t->name, nnrt__st_show(extra->name).text);
-    }
-    nnrt__st_entry *e = *hit;
-    if (e->matched)
+    *found = NULL;
+    if (hit == NULL)
+        return NNRT_OK;
+    if ((*hit)->matched)
         return nnrt_fail(NNRT_ERR_ARG, "%s: tensor %s is requested twice", sf->path, t->name);
-    e->matched = 1;
-    *found = e;
+    (*hit)->matched = 1;
+    *found = *hit;
     return NNRT_OK;
 }
 
@@ -469,16 +464,26 @@ static int nnrt__st_match(nnrt__st_file *sf, const nnrt_tensor *tensors, size_t 
     for (size_t i = 0; i < sf->count; i++)
         sf->sorted[i] = &sf->entries[i];
     qsort(sf->sorted, sf->count, sizeof *sf->sorted, nnrt__st_by_name);
+    /* Match every name first, so that a missing tensor's hint names only a truly unexpected one;
+     * then report the first requested tensor with a problem. */
     for (size_t i = 0; i < count; i++) {
         int code = nnrt__st_check_expected(sf->path, &tensors[i]);
         if (code == NNRT_OK)
             code = nnrt__st_match_one(sf, &tensors[i], &matches[i]);
-        if (code == NNRT_OK)
-            code = nnrt__st_compare(sf, &tensors[i], matches[i]);
         if (code != NNRT_OK)
             return code;
     }
     const nnrt__st_entry *extra = nnrt__st_first_unmatched(sf);
+    for (size_t i = 0; i < count; i++) {
+        if (matches[i] == NULL && extra == NULL)
+            return nnrt_fail(NNRT_ERR_NAME, "%s: missing tensor %s", sf->path, tensors[i].name);
+        if (matches[i] == NULL) /* a misspelt name shows up as one missing and one unexpected tensor */
+            return nnrt_fail(NNRT_ERR_NAME, "%s: missing tensor %s (the file has unexpected tensor %s)", sf->path,
+                             tensors[i].name, nnrt__st_show(extra->name).text);
+        int code = nnrt__st_compare(sf, &tensors[i], matches[i]);
+        if (code != NNRT_OK)
+            return code;
+    }
     if (extra != NULL)
         return nnrt_fail(NNRT_ERR_NAME, "%s: unexpected tensor %s", sf->path, nnrt__st_show(extra->name).text);
     return NNRT_OK;

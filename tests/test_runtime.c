@@ -709,6 +709,12 @@ START_TEST(test_st_exact_messages) {
     snprintf(expected, sizeof expected, "%s: missing tensor head.0.bias", path);
     ck_assert_str_eq(nnrt_last_error(), expected);
 
+    /* The hint names only a tensor no request matches: head.0.bias is requested, later. */
+    st_write(path, "{\"head.0.bias\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16);
+    ASSERT_FAILS(nnrt_safetensors_read(path, t, 2), NNRT_ERR_NAME, "");
+    snprintf(expected, sizeof expected, "%s: missing tensor rnn.weight_hh_l0", path);
+    ck_assert_str_eq(nnrt_last_error(), expected);
+
     st_write(path, "{\"rnn.weight_hh_l0\":{\"dtype\":\"F32\",\"shape\":[128,32],\"data_offsets\":[0,16384]},"
                    "\"head.0.bias\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16384,16400]},"
                    "\"foo\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16400,16400]}}", 16400);
