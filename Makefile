@@ -20,6 +20,7 @@ LUA_CFLAGS = $(call pkg,--cflags,lua5.4)
 LUA_LIBS = $(call pkg,--libs,lua5.4)
 JANSSON_CFLAGS = $(call pkg,--cflags,jansson)
 JANSSON_LIBS = $(call pkg,--libs,jansson)
+SLEEF_LIBS = $(call pkg,--libs,sleef)
 CHECK_CFLAGS = $(call pkg,--cflags,check)
 CHECK_LIBS = $(call pkg,--libs,check)
 
@@ -81,22 +82,28 @@ install: all
 TEST_SPECS := $(wildcard tests/specs/forward/*.lua tests/specs/torch/*.lua tests/specs/grad/*.lua)
 TEST_MODELS := $(basename $(notdir $(TEST_SPECS)))
 TEST_GEN := out/tests/models
+# The backend the test models are generated for (make test TEST_ISA=avx2 runs the suite on it).
+TEST_ISA ?= scalar
+ISA_CFLAGS_avx512 := -mavx512f -mfma
+ISA_CFLAGS_avx2 := -mavx2 -mfma
+ISA_CFLAGS_sse4 := -msse4.1
+ISA_CFLAGS = $(ISA_CFLAGS_$(TEST_ISA))
 TEST_MODEL_OBJECTS := $(patsubst %,$(BUILD)/tests/models/%.o,$(TEST_MODELS))
 TEST_SOURCES := $(wildcard tests/*.c)
 TEST_OBJECTS := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SOURCES))
 TEST_CFLAGS = $(CFLAGS_ALL) -pthread -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
-	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"'
+	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"' -DRNNC_TEST_GEN_DIR='"$(abspath $(TEST_GEN))"'
 
 vpath %.lua tests/specs/forward tests/specs/torch tests/specs/grad
 
 $(TEST_GEN)/%.c: %.lua $(BUILD)/rnnc
 	$(call say,GEN,$@)
-	$(Q)$(BUILD)/rnnc generate $< -o $(TEST_GEN) --isa scalar >/dev/null
+	$(Q)$(BUILD)/rnnc generate $< -o $(TEST_GEN) --isa $(TEST_ISA) >/dev/null
 
 $(BUILD)/tests/models/%.o: $(TEST_GEN)/%.c
 	@mkdir -p $(BUILD)/tests/models
 	$(call say,CC,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -I$(TEST_GEN) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(ISA_CFLAGS) -Iruntime -I$(TEST_GEN) -c $< -o $@
 
 $(TEST_GEN)/registry.c: tests/gen_registry.sh $(TEST_SPECS)
 	@mkdir -p $(TEST_GEN)
@@ -114,7 +121,7 @@ $(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) runtime/nnrt.h
 
 $(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registry.o $(BUILD)/libnnrt.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread $^ $(CHECK_LIBS) $(JANSSON_LIBS) -lm -o $@
+	$(Q)$(CC) $(SAN) -pthread $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
 
 # Build and run the whole suite (installs missing packages when root).
 test: deps-test

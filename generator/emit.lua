@@ -1,13 +1,14 @@
 -- emit.lua — the emit pass: C text from the plan, the schedule and the backend.
 --
---   emit.model(plan, sched, backend, templates, meta) -> { header = text, source = text, main = text }
+--   emit.model(plan, sched, backend, templates, meta) -> { header, source, main, python }
 --
 -- Logic lives here, text lives in templates/: this module builds the pieces (struct fields,
--- kernels, entry-point bodies) and fills the templates' insertion points. Every kernel is
--- specialised to its sizes; loops over time stay loops, the work inside a timestep is unrolled
--- as far as the plan's code-size budget allows. The backward pass is built by emit_train.lua.
+-- kernels, entry-point bodies) and fills the templates' insertion points. The kernels themselves
+-- are kernels.lua's, written once against the backend interface; the training side (tape,
+-- backward) is emit_train.lua's.
 local cname = require("rnnc.cname")
 local cgen = require("rnnc.cgen")
+local kernels = require("rnnc.kernels")
 local template = require("rnnc.template")
 local train = require("rnnc.emit_train")
 
@@ -23,288 +24,282 @@ local CELL_MATH = {
     .. "h' = o*tanh(c')",
 }
 
--- ---- Forward kernels ---------------------------------------------------------------------------
+-- ---- Packed weights ----------------------------------------------------------------------------
 
--- y[n][OUT] = act(x[n][IN] W^T + bias): one matrix product over all n rows, each weight row
--- reused n times. Each range of output rows has its own bias expression (biases may be folded).
-local function dense_kernel(ctx, k)
-  local real = ctx.real
-  local out = {}
-  table.insert(out, string.format("/* %s */", k.comment))
-  table.insert(out, string.format("static void %s(int n, const %s *restrict x, const %s *restrict p, %s *restrict y)",
-    k.name, real, ctx.params_type, real))
-  table.insert(out, "{")
-  table.insert(out, "    for (int row = 0; row < n; ++row) {")
-  table.insert(out, string.format("        const %s *restrict in = x + (size_t)row * %d;", real, k.input))
-  table.insert(out, string.format("        %s *restrict out = y + (size_t)row * %d;", real, k.output))
-  for _, range in ipairs(k.ranges) do
-    table.insert(out, string.format("        for (int r = %d; r < %d; ++r) {", range.first, range.last))
-    table.insert(out, string.format("            const %s *restrict w = p->%s[r];", real, k.weight))
-    table.insert(out, string.format("            %s acc = %s;", real, range.bias))
-    cgen.dot(out, "            ", { { acc = "acc", w = "w" } }, "in", k.input, k.unroll, ctx.backend)
-    table.insert(out, string.format("            out[r] = %s;", ctx.backend.activate(ctx.private, k.act, "acc")))
-    table.insert(out, "        }")
+-- Names of the packed weights of layer L / head D inside <name>_weights.
+local function packed(L) return { ih = "l" .. L.index .. "_ih", hh = "l" .. L.index .. "_hh", bias = "l" .. L.index .. "_bias",
+  bias_hn = "l" .. L.index .. "_bias_hn" } end
+local function packed_head(D) return { w = "head" .. D.index, bias = "head" .. D.index .. "_bias" } end
+
+local function weights_fields(ctx)
+  local out, V, real = {}, ctx.V, ctx.real
+  local function field(name, count, comment) table.insert(out, string.format("    %s %s[%d]; /* %s */", real, name, count, comment)) end
+  for _, L in ipairs(ctx.plan.layers) do
+    local n, G, NB, Hp = packed(L), L.gates, L.NB, L.padded
+    field(n.ih, NB * L.input * G * V, string.format("[%d][%d][%d][%d] W_ih panels: blocks of %d units, every gate", NB, L.input, G, V, V))
+    field(n.hh, NB * L.hidden * G * V, string.format("[%d][%d][%d][%d] W_hh panels", NB, L.hidden, G, V))
+    field(n.bias, G * Hp, string.format("[%d][%d] b_ih + b_hh%s", G, Hp, L.cell == "gru" and " (r, z; n: b_in)" or ""))
+    if L.cell == "gru" then field(n.bias_hn, Hp, string.format("[%d] b_hn, inside r * (W_hn h + b_hn)", Hp)) end
   end
-  table.insert(out, "    }")
-  table.insert(out, "}")
+  for _, D in ipairs(ctx.plan.heads) do
+    local n = packed_head(D)
+    field(n.w, D.NB * D.input * V, string.format("[%d][%d][%d] head %d weight panels", D.NB, D.input, V, D.index))
+    field(n.bias, D.padded, string.format("[%d] head %d bias", D.padded, D.index))
+  end
   return join(out)
 end
 
--- The elementwise cell update of unit j once the gate accumulators are complete.
---   xn: the C expression of W_in x + b_in (gru); train: also write the gates (and hn) to the tape
---   c_prev: the C expression of c_{t-1}[j] (lstm)
-local function cell_update(ctx, L, xn, train_mode, c_prev)
-  local real, P = ctx.real, ctx.private
-  local one = ctx.backend.literal(ctx.precision, 1)
-  local H = L.hidden
-  if L.cell == "rnn" then
-    return { string.format("        h[j] = %s;", ctx.backend.activate(P, L.activation, "acc_a")) }
-  elseif L.cell == "gru" then
-    local lines = {
-      string.format("        const %s r = %s_sigmoid(acc_r);", real, P),
-      string.format("        const %s z = %s_sigmoid(acc_z);", real, P),
-      string.format("        const %s n = %s_tanh(%s + r * acc_hn);", real, P, xn),
-      string.format("        h[j] = (%s - z) * n + z * h_prev[j];", one),
-    }
-    if train_mode then
-      table.insert(lines, string.format("        gates[j] = r;"))
-      table.insert(lines, string.format("        gates[%d + j] = z;", H))
-      table.insert(lines, string.format("        gates[%d + j] = n;", 2 * H))
-      table.insert(lines, "        hn[j] = acc_hn;")
-    end
-    return lines
-  else
-    local lines = {
-      string.format("        const %s gate_i = %s_sigmoid(acc_i);", real, P),
-      string.format("        const %s gate_f = %s_sigmoid(acc_f);", real, P),
-      string.format("        const %s gate_g = %s_tanh(acc_g);", real, P),
-      string.format("        const %s gate_o = %s_sigmoid(acc_o);", real, P),
-      string.format("        const %s c_new = gate_f * %s + gate_i * gate_g;", real, c_prev),
-      "        c[j] = c_new;",
-      string.format("        h[j] = gate_o * %s_tanh(c_new);", P),
-    }
-    if train_mode then
-      for g, name in ipairs(L.gate_names) do
-        table.insert(lines, string.format("        gates[%d + j] = gate_%s;", (g - 1) * H, name))
-      end
-    end
-    return lines
-  end
-end
-
--- The accumulators of the recurrent part: one per gate (gru: r, z and the separate hn).
-local function hidden_accumulators(L)
-  local accs = {}
-  for g, name in ipairs(L.gate_names) do
-    local acc = (L.cell == "gru" and name == "n") and "acc_hn" or ("acc_" .. name)
-    table.insert(accs, { acc = acc, w = "wh_" .. name, row = (g - 1) * L.hidden })
-  end
-  return accs
-end
-
--- One timestep of layer L for one sequence, in one of three modes:
---   "infer": the input projection is in xp (sequence forward); lstm updates c in place;
---   "train": gates holds the input projection and receives the gate activations (the tape);
---            lstm reads c_prev and writes c, gru also writes hn = W_hn h + b_hn;
---   "step":  the streaming step: one pass over [x; h] yields every gate of unit j.
-local function cell_kernel(ctx, L, mode)
-  local real, H = ctx.real, L.hidden
-  local name = cname.layer_fn(ctx.spec, L.index, ({ infer = "cell", train = "cell_train", step = "step_cell" })[mode])
-  local out = {}
-  local lstm, gru = L.cell == "lstm", L.cell == "gru"
-  local first
-  if mode == "step" then
-    table.insert(out, string.format("/* One streaming timestep of layer %d for one sequence: every gate from x[%d] and h_prev[%d] in one pass. */",
-      L.index, L.input, H))
-    first = string.format("const %s *restrict x", real)
-  elseif mode == "train" then
-    table.insert(out, string.format("/* One recorded timestep of layer %d: gates[%d] holds the input projection on entry and the gate activations on return. */",
-      L.index, L.gates * H))
-    first = string.format("%s *restrict gates", real)
-  else
-    table.insert(out, string.format("/* One timestep of layer %d for one sequence: gates = xp[%d] (input projection, b_hh folded) + W_hh h_prev[%d]. */",
-      L.index, L.gates * H, H))
-    first = string.format("const %s *restrict xp", real)
-  end
-  local tail = ""
-  if lstm and mode == "train" then tail = string.format(", const %s *restrict c_prev, %s *restrict c", real, real)
-  elseif lstm then tail = string.format(", %s *restrict c", real)
-  elseif gru and mode == "train" then tail = string.format(", %s *restrict hn", real) end
-  table.insert(out, string.format("static void %s(%s, const %s *restrict p, const %s *restrict h_prev,",
-    name, first, ctx.params_type, real))
-  table.insert(out, string.format("    %s *restrict h%s)", real, tail))
-  table.insert(out, "{")
-  table.insert(out, string.format("    for (int j = 0; j < %d; ++j) {", H))
-  local hidden = hidden_accumulators(L)
-  local inputs = {}
-  for _, a in ipairs(hidden) do
-    table.insert(out, string.format("        const %s *restrict %s = p->%s[%d + j];", real, a.w, cname.field(L.weight_hh.name), a.row))
-  end
-  local bias_ih, bias_hh = cname.field(L.bias_ih.name), cname.field(L.bias_hh.name)
-  local projection = mode == "train" and "gates" or "xp"
-  for g, gate in ipairs(L.gate_names) do
-    local row = (g - 1) * H
-    local a = hidden[g]
-    if mode == "step" then
-      local wx = "wx_" .. gate
-      table.insert(out, string.format("        const %s *restrict %s = p->%s[%d + j];", real, wx, cname.field(L.weight_ih.name), row))
-      if gru and gate == "n" then
-        table.insert(out, string.format("        %s acc_xn = p->%s[%d + j];", real, bias_ih, row))
-        table.insert(out, string.format("        %s acc_hn = p->%s[%d + j];", real, bias_hh, row))
-        table.insert(inputs, { acc = "acc_xn", w = wx })
-      else
-        table.insert(out, string.format("        %s %s = p->%s[%d + j] + p->%s[%d + j];", real, a.acc, bias_ih, row, bias_hh, row))
-        table.insert(inputs, { acc = a.acc, w = wx })
-      end
-    elseif gru and gate == "n" then
-      table.insert(out, string.format("        %s acc_hn = p->%s[%d + j];", real, bias_hh, row))
+-- <name>_pack: canonical parameters -> the panels the kernels stream (plain loops: it runs once
+-- per load or optimizer step, not per timestep).
+local function pack_body(ctx)
+  local out, V = { "    memset(w, 0, sizeof *w); /* padding units get zero weights and stay zero */" }, ctx.V
+  local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
+  for _, L in ipairs(ctx.plan.layers) do
+    local n, G, H, Hp, I = packed(L), L.gates, L.hidden, L.padded, L.input
+    local f = function(t) return cname.field(t.name) end
+    add("for (int g = 0; g < %d; ++g) { /* layer %d */", G, L.index)
+    add("    for (int j = 0; j < %d; ++j) {", H)
+    add("        const size_t lane = (size_t)(j / %d) * %d, unit = (size_t)(j %% %d);", V, 0, V)
+    add("        for (int k = 0; k < %d; ++k) w->%s[(((size_t)(j / %d) * %d + k) * %d + g) * %d + unit] = p->%s[g * %d + j][k];",
+      I, n.ih, V, I, G, V, f(L.weight_ih), H)
+    add("        for (int k = 0; k < %d; ++k) w->%s[(((size_t)(j / %d) * %d + k) * %d + g) * %d + unit] = p->%s[g * %d + j][k];",
+      H, n.hh, V, H, G, V, f(L.weight_hh), H)
+    if L.cell == "gru" then
+      add("        w->%s[g * %d + j] = p->%s[g * %d + j] + (g < 2 ? p->%s[g * %d + j] : 0);", n.bias, Hp, f(L.bias_ih), H, f(L.bias_hh), H)
     else
-      table.insert(out, string.format("        %s %s = %s[%d + j];", real, a.acc, projection, row))
+      add("        w->%s[g * %d + j] = p->%s[g * %d + j] + p->%s[g * %d + j];", n.bias, Hp, f(L.bias_ih), H, f(L.bias_hh), H)
     end
+    add("        (void)lane;")
+    add("    }")
+    add("}")
+    if L.cell == "gru" then add("for (int j = 0; j < %d; ++j) w->%s[j] = p->%s[%d + j];", H, n.bias_hn, f(L.bias_hh), 2 * H) end
   end
-  if mode == "step" then cgen.dot(out, "        ", inputs, "x", L.input, L.unroll_ih, ctx.backend) end
-  cgen.dot(out, "        ", hidden, "h_prev", H, L.unroll_hh, ctx.backend)
-  local xn = mode == "step" and "acc_xn" or string.format("%s[%d + j]", projection, 2 * H)
-  local c_prev = mode == "train" and "c_prev[j]" or "c[j]"
-  for _, line in ipairs(cell_update(ctx, L, xn, mode == "train", c_prev)) do table.insert(out, line) end
-  table.insert(out, "    }")
-  table.insert(out, "}")
-  return name, join(out)
+  for _, D in ipairs(ctx.plan.heads) do
+    local n = packed_head(D)
+    add("for (int j = 0; j < %d; ++j) { /* head %d */", D.output, D.index)
+    add("    for (int k = 0; k < %d; ++k) w->%s[((size_t)(j / %d) * %d + k) * %d + j %% %d] = p->%s[j][k];",
+      D.input, n.w, V, D.input, V, V, cname.field(D.weight.name))
+    add("    w->%s[j] = p->%s[j];", n.bias, cname.field(D.bias.name))
+    add("}")
+  end
+  return join(out)
 end
 
-local function input_projection_kernel(ctx, L)
-  local H, G = L.hidden, L.gates
-  local bias_ih, bias_hh = cname.field(L.bias_ih.name), cname.field(L.bias_hh.name)
-  local folded = string.format("p->%s[r] + p->%s[r]", bias_ih, bias_hh)
-  local ranges
-  if L.cell == "gru" then -- b_hn stays inside r * (W_hn h + b_hn): only r and z fold b_hh
-    ranges = { { first = 0, last = 2 * H, bias = folded }, { first = 2 * H, last = 3 * H, bias = "p->" .. bias_ih .. "[r]" } }
+-- ---- Kernels -----------------------------------------------------------------------------------
+
+local function product_kernel(ctx, name, k, args)
+  return kernels.packed_product(ctx, {
+    name = name, K = k.K, G = k.G, NB = args.NB, V = ctx.V, Hp = args.Hp, panel = args.panel, unroll = k.unroll,
+    init = args.init, dest = args.dest or {}, rb = k.rb, jb = k.jb, comment = args.comment, gate_names = args.gate_names,
+  })
+end
+
+local function layer_kernels(ctx, L)
+  local spec, P = ctx.spec, ctx.P
+  local n = packed(L)
+  local text = {}
+  ctx.kernels[L.index] = {}
+  local names = ctx.kernels[L.index]
+  local function add(name, code) table.insert(text, code) return name end
+  table.insert(text, cgen.banner(string.format("Begin layer %d (rnn.*_l%d): %s, input %d -> hidden %d, from %s:%d",
+    L.index, L.index, L.cell == "rnn" and ("rnn " .. L.activation) or L.cell, L.input, L.hidden, spec.path, L.line)))
+  table.insert(text, "/* " .. CELL_MATH[L.cell]:format(L.activation or "") .. " */")
+  local bias_init = {}
+  for g = 1, L.gates do bias_init[g] = { kind = "bias", expr = "w->" .. n.bias } end
+  local common = { NB = L.NB, Hp = L.padded, panel = "w->" .. n.ih, init = bias_init, gate_names = L.gate_names }
+  local function input_product(name, k, rows)
+    common.comment = string.format("Input projection of layer %d over %s rows: xp[row][%d] = x[row][%d] W_ih^T + b (b_hh folded in).",
+      L.index, rows, L.gates * L.padded, L.input)
+    return add(name, product_kernel(ctx, name, k, common))
+  end
+  names.input_seq = input_product(P .. "_l" .. L.index .. "_input_product", L.input_seq, "all T*B")
+  if L.input_step.rb == L.input_seq.rb and L.input_step.jb == L.input_seq.jb and L.input_step.unroll == L.input_seq.unroll then
+    names.input_step = names.input_seq
   else
-    ranges = { { first = 0, last = G * H, bias = folded } }
+    names.input_step = input_product(P .. "_l" .. L.index .. "_input_product_step", L.input_step, "the step's B")
   end
-  local name = cname.layer_fn(ctx.spec, L.index, "input_projection")
-  return name, dense_kernel(ctx, {
-    name = name, input = L.input, output = G * H, weight = cname.field(L.weight_ih.name),
-    ranges = ranges, act = "linear", unroll = L.unroll_ih,
-    comment = string.format("Input projection of layer %d over n rows: xp[n][%d] = x[n][%d] W_ih^T + b_ih%s.",
-      L.index, G * H, L.input, L.cell == "gru" and " + b_hh (rows r, z)" or " + b_hh"),
-  })
+  local init, dest = {}, {}
+  for g = 1, L.gates do init[g] = { kind = "buffer" } end
+  if L.cell == "gru" then
+    init[3] = { kind = "bias", expr = "w->" .. n.bias_hn, gate = 0 }
+    dest[3] = "second"
+  end
+  names.recurrent = P .. "_l" .. L.index .. "_recurrent_product"
+  add(names.recurrent, product_kernel(ctx, names.recurrent, L.recurrent, {
+    NB = L.NB, Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names,
+    comment = string.format("The sequential part of layer %d, for B rows: pre[row] = xp[row] + W_hh h_prev[row]%s, in place.",
+      L.index, L.cell == "gru" and " (gate n: second[row] = W_hn h_prev + b_hn)" or ""),
+  }))
+  for _, mode in ipairs({ "infer", "train", "step" }) do
+    local name = string.format("%s_l%d_update_%s", P, L.index, mode)
+    names["update_" .. mode] = add(name, kernels.cell_update(ctx, name, L, mode))
+  end
+  train.layer_kernels(ctx, L, text)
+  table.insert(text, cgen.banner(string.format("End layer %d", L.index)))
+  return join(text)
 end
 
-local function head_kernel(ctx, D)
-  local name = cname.head_fn(ctx.spec, D.index, "forward")
-  return name, dense_kernel(ctx, {
-    name = name, input = D.input, output = D.output, weight = cname.field(D.weight.name),
-    ranges = { { first = 0, last = D.output, bias = "p->" .. cname.field(D.bias.name) .. "[r]" } },
-    act = D.activation, unroll = D.unroll,
-    comment = string.format("Head layer %d over n rows: y[n][%d] = %s(x[n][%d] W^T + b).", D.index, D.output, D.activation, D.input),
-  })
+local function head_kernels(ctx, D)
+  local spec, P = ctx.spec, ctx.P
+  local n = packed_head(D)
+  local text = {}
+  ctx.heads[D.index] = {}
+  local names = ctx.heads[D.index]
+  table.insert(text, cgen.banner(string.format("Begin head layer %d (head.%d): dense %d -> %d, %s, from %s:%d",
+    D.index, D.index, D.input, D.output, D.activation, spec.path, D.line)))
+  local args = { NB = D.NB, Hp = D.padded, panel = "w->" .. n.w, init = { { kind = "bias", expr = "w->" .. n.bias } },
+    gate_names = { "o" } }
+  args.comment = string.format("Head layer %d over n rows: y[row][%d] = x[row][%d] W^T + b (activation in a second pass).",
+    D.index, D.padded, D.input)
+  names.seq = P .. "_head" .. D.index .. "_product"
+  table.insert(text, product_kernel(ctx, names.seq, D.seq, args))
+  if D.step.rb == D.seq.rb and D.step.jb == D.seq.jb and D.step.unroll == D.seq.unroll then
+    names.step = names.seq
+  else
+    names.step = P .. "_head" .. D.index .. "_product_step"
+    table.insert(text, product_kernel(ctx, names.step, D.step, args))
+  end
+  if D.activation ~= "linear" then
+    names.activation = P .. "_head" .. D.index .. "_activation"
+    table.insert(text, kernels.activation_pass(ctx, names.activation, D.activation, D.padded))
+  end
+  train.head_kernels(ctx, D, text)
+  table.insert(text, cgen.banner(string.format("End head layer %d", D.index)))
+  return join(text)
 end
 
 -- ---- Entry points ------------------------------------------------------------------------------
 
-local function step_body(ctx, sched)
+-- Copies n rows of width values from a padded buffer (stride) to an unpadded one.
+local function copy_rows(out, indent, ctx, dst, src, n, width, stride)
+  if width == stride then
+    table.insert(out, string.format("%smemcpy(%s, %s, (size_t)(%s) * %d * sizeof(%s));", indent, dst, src, n, width, ctx.real))
+  else
+    table.insert(out, string.format("%sfor (int r = 0; r < %s; ++r) memcpy(%s + (size_t)r * %d, %s + (size_t)r * %d, %d * sizeof(%s));",
+      indent, n, dst, width, src, stride, width, ctx.real))
+  end
+end
+
+local function step_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
-  local out = { string.format("    for (int b = 0; b < %s; ++b) {", cname.macro(spec, "BATCH")) }
-  local function source(buffer)
-    if buffer == "x" then return string.format("x + (size_t)b * %s", cname.macro(spec, "INPUT")) end
-    if buffer:match("^h%d+$") then return string.format("s->%s[b]", buffer) end
-    return buffer
-  end
-  for _, op in ipairs(sched.step) do
-    if op.op == "cell_step" then
-      local L = op.layer
-      local h_new = "h_new" .. L.index
-      table.insert(out, string.format("        %s %s[%d]; /* layer %d's new h: h_prev is read until the last unit */",
-        real, h_new, L.hidden, L.index))
-      table.insert(out, string.format("        %s(%s, p, s->%s[b], %s%s);", ctx.kernels.step_cell[L.index],
-        source(op.src), cname.state_h(L.index), h_new, L.cell == "lstm" and (", s->" .. cname.state_c(L.index) .. "[b]") or ""))
-      table.insert(out, string.format("        memcpy(s->%s[b], %s, sizeof %s);", cname.state_h(L.index), h_new, h_new))
-    elseif op.op == "dense" then
-      local D = op.head
-      local dst = op.dst == "y" and string.format("y + (size_t)b * %s", cname.macro(spec, "OUTPUT")) or op.dst
-      if op.dst ~= "y" then table.insert(out, string.format("        %s %s[%d];", real, op.dst, D.output)) end
-      table.insert(out, string.format("        %s(1, %s, p, %s);", ctx.kernels.head[D.index], source(op.src), dst))
+  local B = cname.macro(spec, "BATCH")
+  local SB = math.min(spec.batch, 8)
+  local out = {}
+  local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
+  add("/* Scratch of one block of at most %d sequences: %d bytes of stack. */", SB,
+    SB * (plan.projection_width + plan.hidden_width + 2 * plan.activation_width) * ctx.real_bytes)
+  add("%s xp[%d * %d];", real, SB, plan.projection_width)
+  if ctx.has_gru then add("%s hn[%d * %d];", real, SB, plan.hidden_width) end
+  if #plan.heads > 0 then add("%s head_a[%d * %d];", real, SB, plan.activation_width) end
+  if #plan.heads > 1 then add("%s head_b[%d * %d];", real, SB, plan.activation_width) end
+  add("for (int b0 = 0; b0 < %s; b0 += %d) {", B, SB)
+  add("    const int nb = %s - b0 < %d ? %s - b0 : %d;", B, SB, B, SB)
+  for k, L in ipairs(plan.layers) do
+    local names = ctx.kernels[L.index]
+    local GHp = L.gates * L.padded
+    local h, c = cname.state_h(L.index), cname.state_c(L.index)
+    local input, ldx
+    if k == 1 then input, ldx = string.format("x + (size_t)b0 * %d", spec.input), spec.input
+    else
+      local prev = plan.layers[k - 1]
+      input, ldx = string.format("&s->%s[b0][0]", cname.state_h(prev.index)), prev.hidden
     end
+    add("    /* layer %d: input projection, then the recurrence, then the cell update */", L.index)
+    add("    %s(nb, %s, %d, w, xp, %d);", names.input_step, input, ldx, GHp)
+    add("    %s(nb, &s->%s[b0][0], %d, w, xp, xp, %d%s);", names.recurrent, h, L.hidden, GHp, L.cell == "gru" and ", hn" or "")
+    add("    for (int b = 0; b < nb; ++b) {")
+    if L.cell == "gru" then
+      add("        %s(xp + (size_t)b * %d, hn + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b]);", names.update_step, GHp, L.padded, h, h)
+    elseif L.cell == "lstm" then
+      add("        %s(xp + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b], s->%s[b0 + b]);", names.update_step, GHp, c, c, h)
+    else
+      add("        %s(xp + (size_t)b * %d, s->%s[b0 + b]);", names.update_step, GHp, h)
+    end
+    add("    }")
   end
-  if #plan.heads == 0 then
-    local top = cname.state_h(#plan.layers - 1)
-    table.insert(out, string.format("        memcpy(y + (size_t)b * %s, s->%s[b], sizeof s->%s[b]);",
-      cname.macro(spec, "OUTPUT"), top, top))
+  local top = plan.layers[#plan.layers]
+  local src, ld = string.format("&s->%s[b0][0]", cname.state_h(top.index)), top.hidden
+  for j, D in ipairs(plan.heads) do
+    local names = ctx.heads[D.index]
+    local dst = j % 2 == 1 and "head_a" or "head_b"
+    add("    %s(nb, %s, %d, w, %s, %d);", names.step, src, ld, dst, D.padded)
+    if names.activation then add("    %s(nb, %s);", names.activation, dst) end
+    src, ld = dst, D.padded
   end
-  table.insert(out, "    }")
+  copy_rows(out, "        ", ctx, string.format("y + (size_t)b0 * %d", plan.output), src, "nb", plan.output, ld)
+  add("}")
   return join(out)
 end
 
--- The body of the sequence forward (container "w", the workspace) or of the training forward
--- (container "tape"): the same schedule, different buffers.
-local function forward_body(ctx, ops, container)
-  local B = cname.macro(ctx.spec, "BATCH")
+-- The sequence forward (container "work") or the training forward (container "tape").
+local function forward_body(ctx, container)
+  local plan, spec, real = ctx.plan, ctx.spec, ctx.real
+  local B = cname.macro(spec, "BATCH")
+  local is_train = container == "tape"
+  local last = spec.output_at == "last"
   local out = {}
-  local function buffer(name)
-    if name == "x" or name == "y" then return name end
-    return container .. "->" .. name
-  end
-  local function last_step(expr, width) return string.format("%s + (size_t)(T - 1) * %s * %d", expr, B, width) end
-  if container == "tape" then
-    table.insert(out, "    tape->T = T;")
-    for _, L in ipairs(ctx.plan.layers) do
-      table.insert(out, string.format("    memcpy(tape->h_init%d, s->%s, sizeof tape->h_init%d);", L.index, cname.state_h(L.index), L.index))
-      if L.cell == "lstm" then
-        table.insert(out, string.format("    memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index))
-      end
+  local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
+  if is_train then
+    add("tape->T = T;")
+    for _, L in ipairs(plan.layers) do
+      add("memcpy(tape->h_init%d, s->%s, sizeof tape->h_init%d);", L.index, cname.state_h(L.index), L.index)
+      if L.cell == "lstm" then add("memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index) end
     end
   end
-  for _, op in ipairs(ops) do
-    if op.op == "input_projection" then
-      local L = op.layer
-      table.insert(out, string.format("    /* layer %d (%s %d -> %d): input projection, one product over all T*B rows */",
-        L.index, L.cell, L.input, L.hidden))
-      table.insert(out, string.format("    %s(rows, %s, p, %s);", ctx.kernels.input_projection[L.index], buffer(op.src), buffer(op.dst)))
-    elseif op.op == "recurrence" then
-      local L = op.layer
-      local H, GH = L.hidden, L.gates * L.hidden
-      local dst, xp = buffer(op.dst), buffer(op.src)
-      local h, c = cname.state_h(L.index), cname.state_c(L.index)
-      table.insert(out, string.format("    /* layer %d: the sequential path, W_hh h_{t-1} and the cell update */", L.index))
-      table.insert(out, "    for (int t = 0; t < T; ++t) {")
-      table.insert(out, string.format("        for (int b = 0; b < %s; ++b) {", B))
-      table.insert(out, string.format("            const size_t row = (size_t)t * %s + b;", B))
-      table.insert(out, string.format("            const %s *h_prev = t == 0 ? s->%s[b] : %s + (row - %s) * %d;", ctx.real, h, dst, B, H))
-      local args
-      if op.train and L.cell == "lstm" then
-        table.insert(out, string.format("            const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + (row - %s) * %d;",
-          ctx.real, c, L.index, B, H))
-        args = string.format("%s + row * %d, p, h_prev, %s + row * %d, c_prev, tape->cs%d + row * %d", xp, GH, dst, H, L.index, H)
-      elseif op.train and L.cell == "gru" then
-        args = string.format("%s + row * %d, p, h_prev, %s + row * %d, tape->hn%d + row * %d", xp, GH, dst, H, L.index, H)
+  local src, ld = "x", spec.input
+  for k, L in ipairs(plan.layers) do
+    local names = ctx.kernels[L.index]
+    local GHp, Hp, H = L.gates * L.padded, L.padded, L.hidden
+    local h, c = cname.state_h(L.index), cname.state_c(L.index)
+    local xp = is_train and ("tape->gates" .. L.index) or "work->xp"
+    local dst = is_train and ("tape->hs" .. L.index) or ("work->act" .. ((k - 1) % 2))
+    local hn = is_train and ("tape->hn" .. L.index .. " + (size_t)t * " .. B .. " * " .. Hp) or "work->hn"
+    add("/* layer %d (%s %d -> %d): the input projection, one product over all T*B rows */", L.index, L.cell, L.input, H)
+    add("%s(rows, %s, %d, w, %s, %d);", names.input_seq, src, ld, xp, GHp)
+    add("/* layer %d: the sequential path, W_hh h_{t-1} and the cell update */", L.index)
+    add("for (int t = 0; t < T; ++t) {")
+    add("    %s *pre = %s + (size_t)t * %s * %d;", real, xp, B, GHp)
+    add("    const %s *h_prev = t == 0 ? &s->%s[0][0] : %s + (size_t)(t - 1) * %s * %d;", real, h, dst, B, Hp)
+    add("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp,
+      L.cell == "gru" and (", " .. hn) or "")
+    add("    for (int b = 0; b < %s; ++b) {", B)
+    add("        %s *h = %s + ((size_t)t * %s + b) * %d;", real, dst, B, Hp)
+    if L.cell == "gru" then
+      add("        const %s *h_prev_b = t == 0 ? s->%s[b] : h_prev + (size_t)b * %d;", real, h, Hp)
+      add("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h);", is_train and names.update_train or names.update_infer,
+        GHp, hn, Hp)
+    elseif L.cell == "lstm" then
+      if is_train then
+        add("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
+        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, h);", names.update_train, GHp,
+          L.index, B, Hp)
       else
-        args = string.format("%s + row * %d, p, h_prev, %s + row * %d%s", xp, GH, dst, H,
-          L.cell == "lstm" and (", s->" .. c .. "[b]") or "")
+        add("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h);", names.update_infer, GHp, c, c)
       end
-      local kernel = (op.train and L.cell ~= "rnn") and ctx.kernels.cell_train[L.index] or ctx.kernels.cell[L.index]
-      table.insert(out, string.format("            %s(%s);", kernel, args))
-      table.insert(out, "        }")
-      table.insert(out, "    }")
-      table.insert(out, string.format("    memcpy(s->%s, %s, sizeof s->%s);", h, last_step(dst, H), h))
-      if op.train and L.cell == "lstm" then
-        table.insert(out, string.format("    memcpy(s->%s, %s, sizeof s->%s);", c, last_step("tape->cs" .. L.index, H), c))
-      end
-    elseif op.op == "dense" then
-      local D = op.head
-      local src = buffer(op.src)
-      if op.src_last_step then src = last_step(src, D.input) end
-      table.insert(out, string.format("    /* head layer %d (%s %d -> %d): one product over %s rows */",
-        D.index, D.activation, D.input, D.output, op.rows))
-      table.insert(out, string.format("    %s(%s, %s, p, %s);", ctx.kernels.head[D.index],
-        op.rows == "B" and B or "rows", src, buffer(op.dst)))
-    elseif op.op == "copy_output" then
-      local src = buffer(op.src)
-      if op.src_last_step then src = last_step(src, op.width) end
-      table.insert(out, string.format("    memcpy(y, %s, (size_t)%s * %d * sizeof(%s));",
-        src, op.rows == "B" and B or "rows", op.width, ctx.real))
+    else
+      add("        %s(pre + (size_t)b * %d, h);", is_train and names.update_train or names.update_infer, GHp)
     end
+    add("    }")
+    add("}")
+    add("/* the final state */")
+    copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", h), string.format("%s + (size_t)(T - 1) * %s * %d", dst, B, Hp), B, H, Hp)
+    if is_train and L.cell == "lstm" then
+      copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", c), string.format("tape->cs%d + (size_t)(T - 1) * %s * %d", L.index, B, Hp), B, H, Hp)
+    end
+    src, ld = dst, Hp
   end
+  local head_rows = last and B or "rows"
+  if last then src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, ld) end
+  for j, D in ipairs(plan.heads) do
+    local names = ctx.heads[D.index]
+    local dst = is_train and ("tape->head_out" .. D.index) or ("work->act" .. ((#plan.layers + j - 1) % 2))
+    add("/* head layer %d (%s %d -> %d): one product over %s rows */", D.index, D.activation, D.input, D.output, last and "the last step's B" or "all T*B")
+    add("%s(%s, %s, %d, w, %s, %d);", names.seq, head_rows, src, ld, dst, D.padded)
+    if names.activation then add("%s(%s, %s);", names.activation, head_rows, dst) end
+    src, ld = dst, D.padded
+  end
+  add("/* the output, unpadded */")
+  copy_rows(out, "    ", ctx, "y", src, head_rows, plan.output, ld)
   return join(out)
 end
 
@@ -324,9 +319,9 @@ function M.summary(plan)
   local head = {}
   for _, D in ipairs(plan.heads) do table.insert(head, string.format("dense(%d, %s)", D.output, D.activation)) end
   local spec = plan.spec
-  return string.format("input %d -> %s%s; output %d at %s steps; seq_len %d, batch %d, %s, loss %s",
+  return string.format("input %d -> %s%s; output %d at %s steps; seq_len %d, batch %d, %s, loss %s, math %s",
     spec.input, table.concat(parts, " -> "), #head > 0 and (" -> " .. table.concat(head, " -> ")) or "",
-    plan.output, spec.output_at, spec.seq_len, spec.batch, spec.precision, spec.loss)
+    plan.output, spec.output_at, spec.seq_len, spec.batch, spec.precision, spec.loss, spec.math)
 end
 
 local function params_fields(ctx)
@@ -355,7 +350,8 @@ local function work_fields(ctx)
   local plan, spec = ctx.plan, ctx.spec
   local rows = string.format("%s * %s", cname.macro(spec, "SEQ_LEN"), cname.macro(spec, "BATCH"))
   return join({
-    string.format("    %s xp[%s * %d];   /* [T*B][G*H] input projections of the current layer */", ctx.real, rows, plan.projection_width),
+    string.format("    %s xp[%s * %d];   /* [T*B][G*Hp] pre-activations of the current layer */", ctx.real, rows, plan.projection_width),
+    string.format("    %s hn[%s * %d];   /* [B][Hp] gru: W_hn h + b_hn of the current step */", ctx.real, cname.macro(spec, "BATCH"), plan.hidden_width),
     string.format("    %s act0[%s * %d]; /* [T*B][width] layer outputs, used in turn with act1 */", ctx.real, rows, plan.activation_width),
     string.format("    %s act1[%s * %d]; /* [T*B][width] */", ctx.real, rows, plan.activation_width),
   })
@@ -363,7 +359,7 @@ end
 
 local function descriptor(ctx)
   local plan = ctx.plan
-  local P = ctx.private
+  local P = ctx.P
   local out = {}
   table.insert(out, string.format("static const nnrt_layer_desc %s_layers[%d] = {", P, #plan.layers))
   for _, L in ipairs(plan.layers) do
@@ -392,43 +388,6 @@ local function descriptor(ctx)
   return join(out), heads
 end
 
--- ---- The model ---------------------------------------------------------------------------------
-
-local function layer_kernels(ctx, L)
-  local spec = ctx.spec
-  local text = {}
-  table.insert(text, cgen.banner(string.format("Begin layer %d (rnn.*_l%d): %s, input %d -> hidden %d, from %s:%d",
-    L.index, L.index, L.cell == "rnn" and ("rnn " .. L.activation) or L.cell, L.input, L.hidden, spec.path, L.line)))
-  table.insert(text, "/* " .. CELL_MATH[L.cell]:format(L.activation or "") .. " */")
-  local name, code = input_projection_kernel(ctx, L)
-  ctx.kernels.input_projection[L.index] = name
-  table.insert(text, code)
-  for _, mode in ipairs(L.cell == "rnn" and { "infer", "step" } or { "infer", "train", "step" }) do
-    name, code = cell_kernel(ctx, L, mode)
-    ctx.kernels[({ infer = "cell", train = "cell_train", step = "step_cell" })[mode]][L.index] = name
-    table.insert(text, code)
-  end
-  name, code = train.cell_backward_kernel(ctx, L)
-  ctx.kernels.cell_backward[L.index] = name
-  table.insert(text, code)
-  table.insert(text, cgen.banner(string.format("End layer %d", L.index)))
-  return join(text)
-end
-
-local function head_kernels(ctx, D)
-  local spec = ctx.spec
-  local name, code = head_kernel(ctx, D)
-  ctx.kernels.head[D.index] = name
-  local back_name, back_code = train.dense_backward_kernel(ctx, D)
-  ctx.kernels.head_backward[D.index] = back_name
-  return join({
-    cgen.banner(string.format("Begin head layer %d (head.%d): dense %d -> %d, %s, from %s:%d",
-      D.index, D.index, D.input, D.output, D.activation, spec.path, D.line)),
-    code, back_code,
-    cgen.banner(string.format("End head layer %d", D.index)),
-  })
-end
-
 -- The equivalent PyTorch module, with the same tensor names, shapes and dtype.
 function M.python(plan, templates, meta)
   local spec = plan.spec
@@ -449,20 +408,23 @@ function M.python(plan, templates, meta)
   })
 end
 
+-- ---- The model ---------------------------------------------------------------------------------
+
 function M.model(plan, sched, backend, templates, meta)
   local spec = plan.spec
-  local types = backend.types(spec.precision)
+  local p = spec.precision
   local ctx = {
-    plan = plan, spec = spec, backend = backend, precision = spec.precision, real = types.real,
-    private = spec.name .. "_", -- helpers are <name>__sigmoid, ... (private: double underscore)
-    params_type = cname.type(spec, "params"),
-    kernels = { input_projection = {}, cell = {}, cell_train = {}, step_cell = {}, head = {},
-      cell_backward = {}, head_backward = {} },
+    plan = plan, spec = spec, B = backend, p = p, real = backend.real(p), V = plan.V, real_bytes = plan.real_bytes,
+    P = spec.name .. "_", -- private helpers and kernels are <name>__*
+    vec = spec.name .. "__vec", params_type = cname.type(spec, "params"), weights_type = cname.type(spec, "weights"),
+    kernels = {}, heads = {},
   }
+  for _, L in ipairs(plan.layers) do ctx.has_gru = ctx.has_gru or L.cell == "gru" end
+  assert(sched.forward, "the schedule comes first")
 
-  local kernels = { train.gradient_helpers(ctx) }
-  for _, L in ipairs(plan.layers) do table.insert(kernels, layer_kernels(ctx, L)) end
-  for _, D in ipairs(plan.heads) do table.insert(kernels, head_kernels(ctx, D)) end
+  local text = { train.gradient_kernels(ctx) }
+  for _, L in ipairs(plan.layers) do table.insert(text, layer_kernels(ctx, L)) end
+  for _, D in ipairs(plan.heads) do table.insert(text, head_kernels(ctx, D)) end
 
   local name, NAME = spec.name, cname.upper(spec)
   local desc, heads = descriptor(ctx)
@@ -476,25 +438,25 @@ function M.model(plan, sched, backend, templates, meta)
     for k, value in pairs(extra) do v[k] = value end
     return v
   end
-  local target = spec.loss == "cross_entropy" and "int32_t" or types.real
+  local real = ctx.real
+  local target = spec.loss == "cross_entropy" and "int32_t" or real
   local header = template.render("templates/model.h", templates["model.h"], vars({
     input = tostring(spec.input), output = tostring(plan.output), seq_len = tostring(spec.seq_len),
-    batch = tostring(spec.batch), num_params = tostring(plan.num_params), real = types.real,
+    batch = tostring(spec.batch), num_params = tostring(plan.num_params), real = real,
     params_fields = params_fields(ctx), state_fields = state_fields(ctx), work_fields = work_fields(ctx),
-    tape_fields = train.tape_fields(ctx), target = target,
+    weights_fields = weights_fields(ctx), tape_fields = train.tape_fields(ctx), target = target,
     y_shape = spec.output_at == "last" and "[B][O]" or "[T][B][O]",
     target_shape = (spec.output_at == "last" and "[B]" or "[T][B]") .. (spec.loss == "cross_entropy" and "" or "[O]"),
   }))
   local source = template.render("templates/model.c", templates["model.c"], vars({
-    abi = "2", isa_guard = backend.guard, math_helpers = backend.math_helpers(ctx.private, spec.precision),
-    kernels = table.concat(kernels, "\n\n"), step_body = step_body(ctx, sched),
-    forward_body = forward_body(ctx, sched.forward, "w"),
-    forward_train_body = forward_body(ctx, sched.forward_train, "tape"),
-    backward_body = train.backward_body(ctx, sched.backward),
+    abi = "3", preamble = backend.preamble(ctx.P, p, spec.math),
+    kernels = table.concat(text, "\n\n"), pack_body = pack_body(ctx), step_body = step_body(ctx),
+    forward_body = forward_body(ctx, "work"), forward_train_body = forward_body(ctx, "tape"),
+    backward_body = train.backward_body(ctx),
     loss_rows = spec.output_at == "last" and (NAME .. "_BATCH") or ("T * " .. NAME .. "_BATCH"),
     descriptor = desc, heads = heads, num_layers = tostring(#plan.layers), num_heads = tostring(#plan.heads),
-    num_tensors = tostring(#plan.tensors), dtype = spec.precision == "f64" and "NNRT_F64" or "NNRT_F32",
-    target_dtype = spec.loss == "cross_entropy" and "NNRT_I32" or (spec.precision == "f64" and "NNRT_F64" or "NNRT_F32"),
+    num_tensors = tostring(#plan.tensors), dtype = p == "f64" and "NNRT_F64" or "NNRT_F32",
+    target_dtype = spec.loss == "cross_entropy" and "NNRT_I32" or (p == "f64" and "NNRT_F64" or "NNRT_F32"),
     output_last = spec.output_at == "last" and "1" or "0", loss = LOSS_ENUM[spec.loss],
   }))
   local main = template.render("templates/main.c", templates["main.c"],

@@ -4,13 +4,33 @@
 -- The backward sweep over time computes only what is inherently sequential: the cell backward
 -- (elementwise) and W_hh^T delta_t. It stores each step's gate gradients; every weight gradient is
 -- then one product over all T*B rows (dW = sum_t delta_t input_t^T), and so is the gradient of
--- the layer's input (delta W_ih), handed to the layer below.
+-- the layer's input (delta W_ih), handed to the layer below. The backward reads the canonical
+-- (PyTorch-layout) weights, vectorised along their rows, and writes canonical gradients.
 local cname = require("rnnc.cname")
 local cgen = require("rnnc.cgen")
+local kernels = require("rnnc.kernels")
 
 local M = {}
 
 local join = cgen.join
+
+-- ---- Blocking of the backward products ---------------------------------------------------------
+
+-- mb rows (or weight rows) x nk vectors of accumulators, within the registers.
+local function backward_blocking(regs, KB, rows_hint)
+  local best = { mb = 1, nk = 1, score = -1 }
+  for mb = 1, math.min(rows_hint, 4) do
+    for nk = 1, math.min(KB, 6) do
+      if mb * nk + mb + nk <= regs - 2 then
+        local score = math.min(mb * nk, 16) * 10 + nk
+        if score > best.score then best = { mb = mb, nk = nk, score = score } end
+      end
+    end
+  end
+  return best.mb, best.nk
+end
+
+local function k_shape(K, V) return (K + V - 1) // V, K % V end
 
 -- ---- The tape ------------------------------------------------------------------------------
 
@@ -22,300 +42,217 @@ function M.tape_fields(ctx)
   local function field(name, size, comment)
     table.insert(out, string.format("    %s %s[%s]; /* %s */", real, name, size, comment))
   end
-  local widest_gates, widest, any_gru = 1, plan.activation_width, false
   for _, L in ipairs(plan.layers) do
-    local H, GH = L.hidden, L.gates * L.hidden
-    local l = L.index
+    local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
     table.insert(out, string.format("    %s h_init%d[%s][%d]; /* layer %d: h the sequence started from */", real, l, B, H, l))
     if L.cell == "lstm" then
       table.insert(out, string.format("    %s c_init%d[%s][%d]; /* layer %d: c the sequence started from */", real, l, B, H, l))
     end
-    field("gates" .. l, rows .. " * " .. GH, string.format("[T*B][%d] %s", GH,
-      L.cell == "rnn" and "input projection" or ("gate activations " .. table.concat(L.gate_names, ","))))
-    field("hs" .. l, rows .. " * " .. H, string.format("[T*B][%d] outputs h_t", H))
-    if L.cell == "lstm" then field("cs" .. l, rows .. " * " .. H, string.format("[T*B][%d] cell states c_t", H)) end
-    if L.cell == "gru" then
-      field("hn" .. l, rows .. " * " .. H, string.format("[T*B][%d] W_hn h_{t-1} + b_hn", H))
-      any_gru = true
-    end
-    widest_gates = math.max(widest_gates, GH)
+    field("gates" .. l, rows .. " * " .. GHp, string.format("[T*B][%d] %s", GHp,
+      L.cell == "rnn" and "pre-activations" or L.cell == "lstm" and "gate activations i,f,g,o" or "r, z, n"))
+    field("hs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] outputs h_t", Hp))
+    if L.cell == "lstm" then field("cs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] cell states c_t", Hp)) end
+    if L.cell == "gru" then field("hn" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] W_hn h_{t-1} + b_hn", Hp)) end
   end
   local head_rows = spec.output_at == "last" and B or rows
+  local widest_head = 1
   for _, D in ipairs(plan.heads) do
-    field("head_out" .. D.index, head_rows .. " * " .. D.output, string.format("[rows][%d] head layer %d outputs", D.output, D.index))
+    field("head_out" .. D.index, head_rows .. " * " .. D.padded, string.format("[rows][%d] head layer %d outputs", D.padded, D.index))
+    widest_head = math.max(widest_head, D.padded)
   end
   table.insert(out, "    /* backward scratch */")
-  field("dgates", rows .. " * " .. widest_gates, "[T*B][G*H] gradients of the gate pre-activations")
-  if any_gru then field("dhn", rows .. " * " .. widest, "[T*B][H] gru: gradient of W_hn h + b_hn") end
-  field("dact0", rows .. " * " .. widest, "[T*B][width] gradients flowing down, used in turn with dact1")
-  field("dact1", rows .. " * " .. widest, "[T*B][width]")
-  field("carry_h", B .. " * " .. widest, "[B][H] dL/dh_{t-1} carried back through time")
-  field("carry_c", B .. " * " .. widest, "[B][H] lstm: dL/dc_{t-1}")
+  field("dgates", rows .. " * " .. plan.projection_width, "[T*B][G*Hp] gradients of the gate pre-activations")
+  if ctx.has_gru then field("dhn", rows .. " * " .. plan.hidden_width, "[T*B][Hp] gru: gradient of W_hn h + b_hn") end
+  field("dact0", rows .. " * " .. plan.activation_width, "[T*B][width] gradients flowing down, used in turn with dact1")
+  field("dact1", rows .. " * " .. plan.activation_width, "[T*B][width]")
+  if #plan.heads > 0 then field("dpre", head_rows .. " * " .. widest_head, "[rows][Op] a head layer's pre-activation gradient") end
+  field("carry", B .. " * " .. plan.hidden_width, "[B][Hp] dL/dh_{t-1} carried back through time")
+  field("carry_c", B .. " * " .. plan.hidden_width, "[B][Hp] lstm: dL/dc_{t-1}")
   return join(out)
 end
 
--- ---- Products over all rows ------------------------------------------------------------------
+-- ---- Kernels -----------------------------------------------------------------------------------
 
-function M.gradient_helpers(ctx)
-  local real, P = ctx.real, ctx.private
-  return join({
-    cgen.banner("Begin gradient products over all rows"),
-    "/* dw[R][K] += sum over rows of dg[row][0..R) (row stride dg_stride) times x[row][0..K) (stride x_stride):",
-    " * a weight gradient, one product over every timestep and sequence at once. */",
-    string.format("static void %s_grad_weight(int rows, int R, int K, const %s *restrict dg, int dg_stride,", P, real),
-    string.format("    const %s *restrict x, int x_stride, %s *restrict dw)", real, real),
-    "{",
-    "    for (int row = 0; row < rows; ++row) {",
-    string.format("        const %s *restrict g = dg + (size_t)row * dg_stride;", real),
-    string.format("        const %s *restrict in = x + (size_t)row * x_stride;", real),
-    "        for (int r = 0; r < R; ++r) {",
-    string.format("            const %s gr = g[r];", real),
-    string.format("            %s *restrict w = dw + (size_t)r * K;", real),
-    "            for (int k = 0; k < K; ++k) w[k] += gr * in[k];",
-    "        }",
-    "    }",
-    "}",
-    "",
-    "/* db[R] += sum over rows of dg[row][0..R). */",
-    string.format("static void %s_grad_bias(int rows, int R, const %s *restrict dg, int dg_stride, %s *restrict db)", P, real, real),
-    "{",
-    "    for (int row = 0; row < rows; ++row)",
-    "        for (int r = 0; r < R; ++r) db[r] += dg[(size_t)row * dg_stride + r];",
-    "}",
-    "",
-    "/* dx[row][0..K) = sum_r dg[row][r] w[r][0..K): the gradient of a layer's input, all rows at once. */",
-    string.format("static void %s_grad_input(int rows, int R, int K, const %s *restrict dg, int dg_stride,", P, real),
-    string.format("    const %s *restrict w, %s *restrict dx)", real, real),
-    "{",
-    "    for (int row = 0; row < rows; ++row) {",
-    string.format("        %s *restrict out = dx + (size_t)row * K;", real),
-    "        for (int k = 0; k < K; ++k) out[k] = 0;",
-    "        for (int r = 0; r < R; ++r) {",
-    string.format("            const %s gr = dg[(size_t)row * dg_stride + r];", real),
-    string.format("            const %s *restrict wr = w + (size_t)r * K;", real),
-    "            for (int k = 0; k < K; ++k) out[k] += gr * wr[k];",
-    "        }",
-    "    }",
-    "}",
-    cgen.banner("End gradient products over all rows"),
-  })
+function M.gradient_kernels(ctx)
+  return cgen.banner("Backward kernels sit beside the forward ones of each layer")
 end
 
--- ---- Head layers -----------------------------------------------------------------------------
-
--- The derivative of activation act as a function of its output y.
-local function act_derivative(ctx, act, y)
-  local one = ctx.backend.literal(ctx.precision, 1)
-  if act == "linear" then return nil end
-  if act == "relu" then return string.format("(%s > %s ? %s : %s)", y, ctx.backend.literal(ctx.precision, 0), one, ctx.backend.literal(ctx.precision, 0)) end
-  if act == "tanh" then return string.format("(%s - %s * %s)", one, y, y) end
-  return string.format("%s * (%s - %s)", y, one, y) -- sigmoid
+local function transposed(ctx, name, G, H, Hp, K, accumulate, rows_hint, comment)
+  local KB, ktail = k_shape(K, ctx.V)
+  local mb, nk = backward_blocking(ctx.B.registers, KB, rows_hint)
+  return kernels.transposed_product(ctx, { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail,
+    accumulate = accumulate, mb = mb, nk = nk, comment = comment })
 end
 
--- Backward of head layer D over n rows: from dout (= dL/dy) and the layer's own output and
--- input, accumulate dW and db and write din = dL/dx. The reverse of <name>__head<j>_forward.
-function M.dense_backward_kernel(ctx, D)
-  local real = ctx.real
-  local name = cname.head_fn(ctx.spec, D.index, "backward")
-  local weight, bias = cname.field(D.weight.name), cname.field(D.bias.name)
-  local out = {}
-  table.insert(out, string.format("/* Backward of head layer %d over n rows: dpre = dout * %s'(out); dW += dpre^T x; db += sum dpre; din = dpre W. */",
-    D.index, D.activation))
-  table.insert(out, string.format("static void %s(int n, const %s *restrict dout, const %s *restrict out, const %s *restrict x,",
-    name, real, real, real))
-  table.insert(out, string.format("    const %s *restrict p, %s *restrict g, %s *restrict din)", ctx.params_type, ctx.params_type, real))
-  table.insert(out, "{")
-  if D.activation == "linear" then table.insert(out, "    (void)out; /* a linear layer's derivative does not depend on it */") end
-  table.insert(out, "    for (int row = 0; row < n; ++row) {")
-  table.insert(out, string.format("        const %s *restrict in = x + (size_t)row * %d;", real, D.input))
-  table.insert(out, string.format("        %s *restrict d_in = din + (size_t)row * %d;", real, D.input))
-  table.insert(out, string.format("        for (int k = 0; k < %d; ++k) d_in[k] = 0;", D.input))
-  table.insert(out, string.format("        for (int r = 0; r < %d; ++r) {", D.output))
-  local derivative = act_derivative(ctx, D.activation, string.format("out[(size_t)row * %d + r]", D.output))
-  table.insert(out, string.format("            const %s d = dout[(size_t)row * %d + r]%s;", real, D.output,
-    derivative and (" * " .. derivative) or ""))
-  table.insert(out, string.format("            g->%s[r] += d;", bias))
-  table.insert(out, string.format("            %s *restrict gw = g->%s[r];", real, weight))
-  table.insert(out, string.format("            const %s *restrict w = p->%s[r];", real, weight))
-  cgen.axpy(out, "            ", "gw", "d", "in", D.input, D.unroll, ctx.backend)
-  cgen.axpy(out, "            ", "d_in", "d", "w", D.input, D.unroll, ctx.backend)
-  table.insert(out, "        }")
-  table.insert(out, "    }")
-  table.insert(out, "}")
-  return name, join(out)
+local function weight_gradient(ctx, name, G, H, Hp, K, comment)
+  local KB, ktail = k_shape(K, ctx.V)
+  local mr, nk = backward_blocking(ctx.B.registers, KB, 4)
+  return kernels.weight_gradient(ctx, { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail, mr = mr, nk = nk,
+    comment = comment })
 end
 
--- ---- Recurrent layers ------------------------------------------------------------------------
-
--- The elementwise backward of unit j: from dh (and the carried dc) to the gate pre-activation
--- gradients; the exact reverse of the cell update in emit.lua.
-local function cell_backward_update(ctx, L)
-  local real, P, H = ctx.real, ctx.private, L.hidden
-  local one = ctx.backend.literal(ctx.precision, 1)
-  local lines = { string.format("        const %s dh = dh_out[j] + carry_h[j];", real) }
-  local function add(fmt, ...) table.insert(lines, "        " .. string.format(fmt, ...)) end
-  if L.cell == "rnn" then
-    local derivative = act_derivative(ctx, L.activation, "h[j]")
-    add("dgates[j] = dh * %s;", derivative)
-  elseif L.cell == "gru" then
-    add("const %s r = gates[j], z = gates[%d + j], n = gates[%d + j];", real, H, 2 * H)
-    add("const %s dn_pre = dh * (%s - z) * (%s - n * n); /* through n = tanh(xn + r * hn) */", real, one, one)
-    add("dgates[j] = dn_pre * hn[j] * r * (%s - r);", one)
-    add("dgates[%d + j] = dh * (h_prev[j] - n) * z * (%s - z);", H, one)
-    add("dgates[%d + j] = dn_pre; /* W_in, b_in see the pre-activation itself */", 2 * H)
-    add("dhn[j] = dn_pre * r;     /* W_hn, b_hn see it through r */")
-    add("carry_h[j] = dh * z;     /* the direct path h' = ... + z * h */")
-  else
-    add("const %s gate_i = gates[j], gate_f = gates[%d + j], gate_g = gates[%d + j], gate_o = gates[%d + j];",
-      real, H, 2 * H, 3 * H)
-    add("const %s tanh_c = %s_tanh(c[j]);", real, P)
-    add("const %s dc = carry_c[j] + dh * gate_o * (%s - tanh_c * tanh_c);", real, one)
-    add("dgates[j] = dc * gate_g * gate_i * (%s - gate_i);", one)
-    add("dgates[%d + j] = dc * c_prev[j] * gate_f * (%s - gate_f);", H, one)
-    add("dgates[%d + j] = dc * gate_i * (%s - gate_g * gate_g);", 2 * H, one)
-    add("dgates[%d + j] = dh * tanh_c * gate_o * (%s - gate_o);", 3 * H, one)
-    add("carry_c[j] = dc * gate_f;")
-  end
-  return lines
-end
-
--- One step back through time for one sequence: gate gradients of step t, and the new carry
--- dL/dh_{t-1} = W_hh^T delta_t (+ the direct path for gru). The reverse of <name>__l<k>_cell_train.
-function M.cell_backward_kernel(ctx, L)
-  local real, H, GH = ctx.real, L.hidden, L.gates * L.hidden
-  local name = cname.layer_fn(ctx.spec, L.index, "cell_backward")
-  local params = {
-    string.format("const %s *restrict dh_out", real),
-    string.format("const %s *restrict %s", real, L.cell == "rnn" and "h" or "gates"),
-  }
-  if L.cell == "lstm" then
-    table.insert(params, string.format("const %s *restrict c", real))
-    table.insert(params, string.format("const %s *restrict c_prev", real))
-  elseif L.cell == "gru" then
-    table.insert(params, string.format("const %s *restrict hn", real))
-    table.insert(params, string.format("const %s *restrict h_prev", real))
-  end
-  table.insert(params, string.format("const %s *restrict p", ctx.params_type))
-  table.insert(params, string.format("%s *restrict carry_h", real))
-  if L.cell == "lstm" then table.insert(params, string.format("%s *restrict carry_c", real)) end
-  table.insert(params, string.format("%s *restrict dgates", real))
-  if L.cell == "gru" then table.insert(params, string.format("%s *restrict dhn", real)) end
-  local out = {}
-  table.insert(out, string.format("/* One step of layer %d back through time for one sequence: dgates[%d] from dh = dh_out + carry_h,",
-    L.index, GH))
-  table.insert(out, " * then carry_h = dL/dh_{t-1} = W_hh^T dgates (the sequential part of the backward). */")
-  table.insert(out, string.format("static void %s(%s)", name, table.concat(params, ", ")))
-  table.insert(out, "{")
-  table.insert(out, string.format("    for (int j = 0; j < %d; ++j) {", H))
-  for _, line in ipairs(cell_backward_update(ctx, L)) do table.insert(out, line) end
-  table.insert(out, "    }")
-  if L.cell ~= "gru" then
-    table.insert(out, string.format("    for (int k = 0; k < %d; ++k) carry_h[k] = 0;", H))
-  end
-  local weight_hh = cname.field(L.weight_hh.name)
-  -- W_hh^T delta, one weight row at a time (rows are contiguous); for gru the n rows see dhn.
-  table.insert(out, string.format("    for (int r = 0; r < %d; ++r) {", L.cell == "gru" and 2 * H or GH))
-  table.insert(out, string.format("        const %s d = dgates[r];", real))
-  table.insert(out, string.format("        const %s *restrict w = p->%s[r];", real, weight_hh))
-  cgen.axpy(out, "        ", "carry_h", "d", "w", H, L.unroll_hh, ctx.backend)
-  table.insert(out, "    }")
+function M.layer_kernels(ctx, L, text)
+  local P, names = ctx.P, ctx.kernels[L.index]
+  local l, H, Hp, G, I, B = L.index, L.hidden, L.padded, L.gates, L.input, ctx.spec.batch
+  local function name(what) return string.format("%s_l%d_%s", P, l, what) end
+  names.cell_backward = name("cell_backward")
+  table.insert(text, kernels.cell_backward(ctx, names.cell_backward, L))
+  local hh_rows = L.cell == "gru" and 2 or G
+  names.carry = name("carry")
+  table.insert(text, transposed(ctx, names.carry, hh_rows, H, Hp, H, L.cell == "gru", B,
+    string.format("carry[b][k] %s sum over rows r of W_hh[r][k] dgates[b][r]: dL/dh_{t-1}, the sequential part of layer %d's backward%s.",
+      L.cell == "gru" and "+=" or "=", l, L.cell == "gru" and " (gates r, z)" or "")))
   if L.cell == "gru" then
-    table.insert(out, string.format("    for (int r = 0; r < %d; ++r) {", H))
-    table.insert(out, string.format("        const %s d = dhn[r];", real))
-    table.insert(out, string.format("        const %s *restrict w = p->%s[%d + r];", real, weight_hh, 2 * H))
-    cgen.axpy(out, "        ", "carry_h", "d", "w", H, L.unroll_hh, ctx.backend)
-    table.insert(out, "    }")
+    names.carry_n = name("carry_n")
+    table.insert(text, transposed(ctx, names.carry_n, 1, H, Hp, H, true, B,
+      string.format("carry[b][k] += sum over units j of W_hn[j][k] dhn[b][j] (layer %d, gate n).", l)))
   end
-  table.insert(out, "}")
-  return name, join(out)
+  names.input_grad = name("input_gradient")
+  table.insert(text, transposed(ctx, names.input_grad, G, H, Hp, I, false, 4,
+    string.format("dx[row][k] = sum over rows r of W_ih[r][k] dgates[row][r]: the gradient of layer %d's input, all rows at once.", l)))
+  names.ih_grad = name("weight_ih_gradient")
+  table.insert(text, weight_gradient(ctx, names.ih_grad, G, H, Hp, I,
+    string.format("dW_ih[r][k] += sum over all T*B rows of dgates[row][r] x[row][k] (layer %d).", l)))
+  names.hh_grad = name("weight_hh_gradient")
+  table.insert(text, weight_gradient(ctx, names.hh_grad, hh_rows, H, Hp, H,
+    string.format("dW_hh[r][k] += sum over rows of dgates[row][r] h_{t-1}[row][k] (layer %d%s).", l, L.cell == "gru" and ", gates r, z" or "")))
+  if L.cell == "gru" then
+    names.hh_grad_n = name("weight_hn_gradient")
+    table.insert(text, weight_gradient(ctx, names.hh_grad_n, 1, H, Hp, H,
+      string.format("dW_hn[j][k] += sum over rows of dhn[row][j] h_{t-1}[row][k] (layer %d).", l)))
+  end
+  names.bias_grad = name("bias_gradient")
+  table.insert(text, kernels.bias_gradient(ctx, names.bias_grad, G, L.NB, L.tail, H, Hp))
+  if L.cell == "gru" then
+    names.bias_grad_rz = name("bias_rz_gradient")
+    table.insert(text, kernels.bias_gradient(ctx, names.bias_grad_rz, 2, L.NB, L.tail, H, Hp))
+    names.bias_grad_n = name("bias_n_gradient")
+    table.insert(text, kernels.bias_gradient(ctx, names.bias_grad_n, 1, L.NB, L.tail, H, Hp))
+  end
+end
+
+function M.head_kernels(ctx, D, text)
+  local P, names = ctx.P, ctx.heads[D.index]
+  local function name(what) return string.format("%s_head%d_%s", P, D.index, what) end
+  local rows_hint = ctx.spec.output_at == "last" and ctx.spec.batch or 4
+  names.activation_backward = name("activation_backward")
+  table.insert(text, kernels.activation_backward(ctx, names.activation_backward, D.activation, D.output, D.NB, D.tail, D.padded))
+  names.weight_grad = name("weight_gradient")
+  table.insert(text, weight_gradient(ctx, names.weight_grad, 1, D.output, D.padded, D.input,
+    string.format("dW[o][k] += sum over rows of dpre[row][o] x[row][k] (head layer %d).", D.index)))
+  names.bias_grad = name("bias_gradient")
+  table.insert(text, kernels.bias_gradient(ctx, names.bias_grad, 1, D.NB, D.tail, D.output, D.padded))
+  names.input_grad = name("input_gradient")
+  table.insert(text, transposed(ctx, names.input_grad, 1, D.output, D.padded, D.input, false, rows_hint,
+    string.format("dx[row][k] = sum over o of W[o][k] dpre[row][o]: the gradient of head layer %d's input.", D.index)))
 end
 
 -- ---- The backward entry point ------------------------------------------------------------------
 
-function M.backward_body(ctx, ops)
-  local spec, real, P = ctx.spec, ctx.real, ctx.private
+function M.backward_body(ctx)
+  local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
+  local last = spec.output_at == "last"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
-  local function buffer(name)
-    if name == "x" or name == "dy" or name == "dx" then return name end
-    return "tape->" .. name
+  local turn = 0
+  local function next_dact()
+    turn = turn + 1
+    return "tape->dact" .. ((turn - 1) % 2)
   end
-  for _, op in ipairs(ops) do
-    if op.op == "dense_backward" then
-      local D = op.head
-      local input = buffer(op.input)
-      if op.input_last_step then input = string.format("%s + (size_t)(T - 1) * %s * %d", input, B, D.input) end
-      add("/* head layer %d backward: one pass over %s rows */", D.index, op.rows)
-      add("%s(%s, %s, %s, %s, p, g, %s);", ctx.kernels.head_backward[D.index], op.rows == "B" and B or "rows",
-        buffer(op.grad), buffer(op.out), input, buffer(op.dinput))
-    elseif op.op == "spread_last_step" then
-      add("/* many-to-one: only the last step of the top layer receives a gradient from above */")
-      add("memset(%s, 0, (size_t)(T - 1) * %s * %d * sizeof(%s));", buffer(op.dst), B, op.width, real)
-      add("memcpy(%s + (size_t)(T - 1) * %s * %d, %s, (size_t)%s * %d * sizeof(%s));", buffer(op.dst), B, op.width,
-        buffer(op.grad), B, op.width, real)
-    elseif op.op == "recurrence_backward" then
-      local L = op.layer
-      local l, H, GH = L.index, L.hidden, L.gates * L.hidden
-      add("/* layer %d: back through time, the sequential part (cell backward and W_hh^T delta) */", l)
-      add("memset(tape->carry_h, 0, sizeof tape->carry_h);")
-      if L.cell == "lstm" then add("memset(tape->carry_c, 0, sizeof tape->carry_c);") end
-      add("for (int t = T - 1; t >= 0; --t) {")
-      add("    for (int b = 0; b < %s; ++b) {", B)
-      add("        const size_t row = (size_t)t * %s + b;", B)
-      local args = { string.format("%s + row * %d", buffer(op.grad), H) }
-      if L.cell == "rnn" then
-        table.insert(args, string.format("tape->hs%d + row * %d", l, H))
-      else
-        table.insert(args, string.format("tape->gates%d + row * %d", l, GH))
-      end
-      if L.cell == "lstm" then
-        add("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, H)
-        table.insert(args, string.format("tape->cs%d + row * %d", l, H))
-        table.insert(args, "c_prev")
-      elseif L.cell == "gru" then
-        add("        const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, H)
-        table.insert(args, string.format("tape->hn%d + row * %d", l, H))
-        table.insert(args, "h_prev")
-      end
-      table.insert(args, "p")
-      table.insert(args, string.format("tape->carry_h + (size_t)b * %d", H))
-      if L.cell == "lstm" then table.insert(args, string.format("tape->carry_c + (size_t)b * %d", H)) end
-      table.insert(args, string.format("tape->dgates + row * %d", GH))
-      if L.cell == "gru" then table.insert(args, string.format("tape->dhn + row * %d", H)) end
-      add("        %s(%s);", ctx.kernels.cell_backward[l], table.concat(args, ", "))
-      add("    }")
-      add("}")
-    elseif op.op == "weight_gradients" then
-      local L = op.layer
-      local l, H, GH, I = L.index, L.hidden, L.gates * L.hidden, L.input
-      local w_ih, w_hh = cname.field(L.weight_ih.name), cname.field(L.weight_hh.name)
-      local b_ih, b_hh = cname.field(L.bias_ih.name), cname.field(L.bias_hh.name)
-      add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
-      add("%s_grad_weight(rows, %d, %d, tape->dgates, %d, %s, %d, &g->%s[0][0]);", P, GH, I, GH, buffer(op.input), I, w_ih)
-      add("%s_grad_bias(rows, %d, tape->dgates, %d, g->%s);", P, GH, GH, b_ih)
-      add("/* W_hh sees h_{t-1}: rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
-      local blocks = { { rows = L.cell == "gru" and 2 * H or GH, src = "tape->dgates", stride = GH, first = 0 } }
-      if L.cell == "gru" then table.insert(blocks, { rows = H, src = "tape->dhn", stride = H, first = 2 * H }) end
-      for _, blk in ipairs(blocks) do
-        add("%s_grad_weight(rows - %s, %d, %d, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0]);",
-          P, B, blk.rows, H, blk.src, B, blk.stride, blk.stride, l, H, w_hh, blk.first)
-        add("%s_grad_weight(%s, %d, %d, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0]);",
-          P, B, blk.rows, H, blk.src, blk.stride, l, H, w_hh, blk.first)
-        add("%s_grad_bias(rows, %d, %s, %d, g->%s + %d);", P, blk.rows, blk.src, blk.stride, b_hh, blk.first)
-      end
-    elseif op.op == "input_gradient" then
-      local L = op.layer
-      local GH = L.gates * L.hidden
-      local call = string.format("%s_grad_input(rows, %d, %d, tape->dgates, %d, &p->%s[0][0], %s);",
-        P, GH, L.input, GH, cname.field(L.weight_ih.name), buffer(op.dinput))
-      if op.optional then
-        add("/* the gradient of the input itself, when asked for */")
-        add("if (dx) %s", call)
-      else
-        add("/* layer %d: gradient of its input, one product over all T*B rows, for the layer below */", L.index)
-        add("%s", call)
-      end
+  local f = function(t) return cname.field(t.name) end
+  -- The gradient flowing down: (buffer, row stride).
+  local grad, ld = "dy", plan.output
+  local head_rows = last and B or "rows"
+  for j = #plan.heads, 1, -1 do
+    local D = plan.heads[j]
+    local names = ctx.heads[D.index]
+    local input, ld_in
+    if j > 1 then input, ld_in = "tape->head_out" .. (D.index - 1), plan.heads[j - 1].padded
+    else
+      local top = plan.layers[#plan.layers]
+      input, ld_in = "tape->hs" .. top.index, top.padded
+      if last then input = string.format("%s + (size_t)(T - 1) * %s * %d", input, B, ld_in) end
+    end
+    local dinput = next_dact()
+    add("/* head layer %d backward over %s rows: dpre, then dW, db and the input's gradient, each one product */",
+      D.index, last and "B" or "all T*B")
+    add("%s(%s, %s, %d, tape->head_out%d, tape->dpre);", names.activation_backward, head_rows, grad, ld, D.index)
+    add("%s(%s, tape->dpre, %d, %s, %d, &g->%s[0][0]);", names.weight_grad, head_rows, D.padded, input, ld_in, f(D.weight))
+    add("%s(%s, tape->dpre, %d, g->%s);", names.bias_grad, head_rows, D.padded, f(D.bias))
+    add("%s(%s, tape->dpre, %d, &p->%s[0][0], %s, %d);", names.input_grad, head_rows, D.padded, f(D.weight), dinput, ld_in)
+    grad, ld = dinput, ld_in
+  end
+  local top = plan.layers[#plan.layers]
+  if last then
+    local dst = next_dact()
+    add("/* many-to-one: only the last step of the top layer receives a gradient from above */")
+    add("memset(%s, 0, (size_t)(T - 1) * %s * %d * sizeof(%s));", dst, B, top.padded, real)
+    add("for (int b = 0; b < %s; ++b) memcpy(%s + ((size_t)(T - 1) * %s + b) * %d, %s + (size_t)b * %d, %d * sizeof(%s));",
+      B, dst, B, top.padded, grad, ld, top.hidden, real)
+    grad, ld = dst, top.padded
+  end
+  for k = #plan.layers, 1, -1 do
+    local L = plan.layers[k]
+    local names = ctx.kernels[L.index]
+    local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
+    add("/* layer %d: back through time, the sequential part (the cell backward and W_hh^T delta) */", l)
+    add("memset(tape->carry, 0, sizeof tape->carry);")
+    if L.cell == "lstm" then add("memset(tape->carry_c, 0, sizeof tape->carry_c);") end
+    add("for (int t = T - 1; t >= 0; --t) {")
+    add("    for (int b = 0; b < %s; ++b) {", B)
+    add("        const size_t row = (size_t)t * %s + b;", B)
+    local args = { string.format("%s + row * %d", grad, ld), string.format("tape->carry + (size_t)b * %d", Hp) }
+    if L.cell == "rnn" then
+      table.insert(args, string.format("tape->hs%d + row * %d", l, Hp))
+    elseif L.cell == "lstm" then
+      add("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
+      table.insert(args, string.format("tape->cs%d + row * %d", l, Hp))
+      table.insert(args, "c_prev")
+      table.insert(args, string.format("tape->carry_c + (size_t)b * %d", Hp))
+    else
+      add("        const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
+      table.insert(args, string.format("tape->hn%d + row * %d", l, Hp))
+      table.insert(args, "h_prev")
+      table.insert(args, string.format("tape->dhn + row * %d", Hp))
+    end
+    table.insert(args, string.format("tape->dgates + row * %d", GHp))
+    add("        %s(%s);", names.cell_backward, table.concat(args, ", "))
+    add("    }")
+    add("    %s(%s, tape->dgates + (size_t)t * %s * %d, %d, &p->%s[0][0], tape->carry, %d);", names.carry, B, B, GHp, GHp,
+      f(L.weight_hh), Hp)
+    if L.cell == "gru" then
+      add("    %s(%s, tape->dhn + (size_t)t * %s * %d, %d, &p->%s[%d][0], tape->carry, %d);", names.carry_n, B, B, Hp, Hp,
+        f(L.weight_hh), 2 * H, Hp)
+    end
+    add("}")
+    local input, ld_in = "x", spec.input
+    if k > 1 then input, ld_in = "tape->hs" .. plan.layers[k - 1].index, plan.layers[k - 1].padded end
+    add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
+    add("%s(rows, tape->dgates, %d, %s, %d, &g->%s[0][0]);", names.ih_grad, GHp, input, ld_in, f(L.weight_ih))
+    add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad, GHp, f(L.bias_ih))
+    add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
+    add("%s(rows - %s, tape->dgates + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0]);", names.hh_grad, B, B, GHp, GHp, l, Hp, f(L.weight_hh))
+    add("%s(%s, tape->dgates, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0]);", names.hh_grad, B, GHp, l, H, f(L.weight_hh))
+    if L.cell == "gru" then
+      add("%s(rows - %s, tape->dhn + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0]);", names.hh_grad_n, B, B, Hp, Hp, l, Hp,
+        f(L.weight_hh), 2 * H)
+      add("%s(%s, tape->dhn, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0]);", names.hh_grad_n, B, Hp, l, H, f(L.weight_hh), 2 * H)
+      add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad_rz, GHp, f(L.bias_hh))
+      add("%s(rows, tape->dhn, %d, g->%s + %d);", names.bias_grad_n, Hp, f(L.bias_hh), 2 * H)
+    else
+      add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad, GHp, f(L.bias_hh))
+    end
+    if k > 1 then
+      local dinput = next_dact()
+      add("/* layer %d: the gradient of its input, one product over all T*B rows, for the layer below */", l)
+      add("%s(rows, tape->dgates, %d, &p->%s[0][0], %s, %d);", names.input_grad, GHp, f(L.weight_ih), dinput, ld_in)
+      grad, ld = dinput, ld_in
+    else
+      add("/* the gradient of the input itself, when asked for */")
+      add("if (dx) %s(rows, tape->dgates, %d, &p->%s[0][0], dx, %d);", names.input_grad, GHp, f(L.weight_ih), spec.input)
     end
   end
   return join(out)

@@ -28,6 +28,8 @@ options:
   -o DIR          output directory
   --isa ISA       scalar, sse4, avx2, avx512, neon or native (default: native, the best
                   backend this machine supports)
+  --name NAME     generate under another C prefix than the spec's name (e.g. two builds of one
+                  spec in one program)
   --dump=PASS     print the result of a pass (spec, plan, schedule, emit) and stop
   -h, --help      this help;  --version  rnnc's version
 
@@ -55,6 +57,8 @@ local function parse_args(args)
       opts.dir = value(a)
     elseif a == "--isa" then
       opts.isa = value(a)
+    elseif a == "--name" then
+      opts.name = value(a)
     elseif a:match("^%-%-isa=") then
       opts.isa = a:sub(7)
     elseif a:match("^%-%-dump=") then
@@ -103,7 +107,11 @@ local function compile_command(runtime, backend, dir, name)
   local parts = { cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror" }
   if backend.cflags ~= "" then table.insert(parts, backend.cflags) end
   for _, p in ipairs({ "-I" .. dir, "-I" .. runtime.include, dir .. "/" .. name .. ".c", dir .. "/" .. name .. "_main.c",
-    runtime.lib, "-ljansson", "-lm", "-o", dir .. "/" .. name }) do
+    runtime.lib }) do
+    table.insert(parts, shell_quote(p))
+  end
+  if backend.libs ~= "" then table.insert(parts, backend.libs) end
+  for _, p in ipairs({ "-ljansson", "-lm", "-o", dir .. "/" .. name }) do
     table.insert(parts, shell_quote(p))
   end
   return table.concat(parts, " ")
@@ -121,6 +129,11 @@ local function run_passes(host, opts)
   local source, why = host.read_file(opts.spec)
   if not source then errors.raise("rnnc: cannot read spec: " .. why) end
   local spec = spec_pass.parse(host, opts.spec, source)
+  if opts.name then
+    local problem = spec_pass.name_problem(opts.name)
+    if problem then errors.usage("--name: " .. problem) end
+    spec.name = opts.name
+  end
   if opts.dump == "spec" then return nil, dump.text(spec) end
   if opts.command == "check" then return spec end
   local backend = backends.load(host, opts.isa)

@@ -4,6 +4,8 @@
 --   plan.build(spec, machine, backend) -> plan
 --
 -- Pure: no I/O. machine = { l1d = bytes, l2 = bytes, l3 = bytes } (any may be absent).
+local kernels = require("rnnc.kernels")
+
 local M = {}
 
 M.GATES = { rnn = 1, gru = 3, lstm = 4 }
@@ -44,7 +46,7 @@ end
 function M.build(spec, machine, backend)
   local real_bytes = spec.precision == "f64" and 8 or 4
   local plan = {
-    spec = spec, backend = backend.name, lanes = backend.lanes,
+    spec = spec, backend = backend.name,
     real_bytes = real_bytes, tensors = {}, num_params = 0, layers = {}, heads = {},
     machine = machine,
   }
@@ -91,29 +93,73 @@ function M.build(spec, machine, backend)
   plan.output = input
   plan.top_hidden = plan.layers[#plan.layers].hidden
 
-  -- Unrolling: the step runs every recurrent kernel once; each gets an equal share of the budget.
-  -- The inner loop of a cell kernel runs over the inputs (K) with one multiply-add per gate.
-  local share = M.STEP_CODE_BUDGET // (#plan.layers + #plan.heads)
+  -- Layouts: V lanes per vector; each size padded to whole vectors inside internal buffers.
+  local V = backend.lanes(spec.precision)
+  plan.V = V
+  local function layout(t, size)
+    t.NB = (size + V - 1) // V
+    t.padded = t.NB * V
+    t.tail = size % V
+  end
+  for _, L in ipairs(plan.layers) do layout(L, L.hidden) end
+  for _, D in ipairs(plan.heads) do layout(D, D.output) end
+
+  -- Register blocking of every packed product (forward), chosen for the rows it will see: all
+  -- T*B rows for the sequence's input projections and head layers, B rows on the sequential
+  -- path and in the streaming step.
+  local regs = backend.registers
+  local big_rows = spec.seq_len * spec.batch
+  local function product(K, G, NB, rows_hint)
+    local rb, jb = kernels.forward_blocking(regs, G, NB, rows_hint)
+    return { K = K, G = G, rb = rb, jb = jb }
+  end
+  for _, L in ipairs(plan.layers) do
+    L.input_seq = product(L.input, L.gates, L.NB, big_rows)
+    L.input_step = product(L.input, L.gates, L.NB, spec.batch)
+    L.recurrent = product(L.hidden, L.gates, L.NB, spec.batch)
+  end
+  for _, D in ipairs(plan.heads) do
+    D.seq = product(D.input, 1, D.NB, spec.output_at == "last" and spec.batch or big_rows)
+    D.step = product(D.input, 1, D.NB, spec.batch)
+  end
+
+  -- Unrolling: the loop over k of each product is unrolled until its body's estimated machine
+  -- code reaches the kernel's share of the budget (the step runs each of them once).
+  local steps = {}
+  for _, L in ipairs(plan.layers) do
+    table.insert(steps, L.input_step)
+    table.insert(steps, L.recurrent)
+  end
+  for _, D in ipairs(plan.heads) do table.insert(steps, D.step) end
+  local share = M.STEP_CODE_BUDGET // #steps
+  local function unroll(k)
+    local per_k = k.jb * k.G * (k.rb + 1) -- multiply-adds and weight loads of one k
+    k.unroll = unroll_factor(k.K, per_k, backend.bytes_per_fma, share)
+    k.code_bytes = k.unroll * per_k * backend.bytes_per_fma * (k.rb > 1 and 2 or 1)
+  end
   plan.code_bytes = 0
   for _, L in ipairs(plan.layers) do
-    L.unroll_hh = unroll_factor(L.hidden, L.gates, backend.bytes_per_fma, share // 2)
-    L.unroll_ih = unroll_factor(L.input, L.gates, backend.bytes_per_fma, share // 2)
-    L.code_bytes = (L.unroll_hh + L.unroll_ih) * L.gates * backend.bytes_per_fma
+    unroll(L.input_seq)
+    unroll(L.input_step)
+    unroll(L.recurrent)
+    L.code_bytes = L.input_step.code_bytes + L.recurrent.code_bytes
     plan.code_bytes = plan.code_bytes + L.code_bytes
   end
   for _, D in ipairs(plan.heads) do
-    D.unroll = unroll_factor(D.input, 1, backend.bytes_per_fma, share)
-    D.code_bytes = D.unroll * backend.bytes_per_fma
+    unroll(D.seq)
+    unroll(D.step)
+    D.code_bytes = D.step.code_bytes
     plan.code_bytes = plan.code_bytes + D.code_bytes
   end
 
-  -- Buffer widths of the sequence forward: projections and ping-pong activations.
-  plan.projection_width, plan.activation_width = 1, 1
+  -- Widths of the internal buffers (padded).
+  plan.projection_width, plan.activation_width, plan.hidden_width = 1, 1, 1
   for _, L in ipairs(plan.layers) do
-    plan.projection_width = math.max(plan.projection_width, L.gates * L.hidden)
-    plan.activation_width = math.max(plan.activation_width, L.hidden)
+    plan.projection_width = math.max(plan.projection_width, L.gates * L.padded)
+    plan.activation_width = math.max(plan.activation_width, L.padded)
+    plan.hidden_width = math.max(plan.hidden_width, L.padded)
   end
-  for _, D in ipairs(plan.heads) do plan.activation_width = math.max(plan.activation_width, D.output) end
+  for _, D in ipairs(plan.heads) do plan.activation_width = math.max(plan.activation_width, D.padded) end
   plan.weight_bytes = plan.num_params * real_bytes
   plan.cache = cache_level(plan.weight_bytes, machine)
   return plan

@@ -29,7 +29,8 @@ M.ACTIVATIONS = { "linear", "relu", "tanh", "sigmoid" }
 M.LOSSES = { "mse", "cross_entropy", "bce" }
 M.OUTPUT_AT = { "all", "last" }
 M.PRECISIONS = { "f32", "f64" }
-M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision" }
+M.MATH = { "accurate", "fast" }
+M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math" }
 
 local C_KEYWORDS = {}
 for word in ([[auto break case char const continue default do double else enum extern float for
@@ -234,6 +235,13 @@ function Checker:list(value, line, what, limit, required)
   return value
 end
 
+-- Whether name can prefix the generated C: nil, or the reason it cannot.
+function M.name_problem(value)
+  local check = setmetatable({ problems = {} }, Checker)
+  check:name(value, 0)
+  return check.problems[1] and check.problems[1].message
+end
+
 function Checker:name(value, line)
   if value == nil then
     self:fail(line, "name is required (the C prefix of the generated code, e.g. name = \"sine\")")
@@ -281,6 +289,7 @@ local function validate(model, lines, path)
   spec.loss = check:choice(fields.loss, M.LOSSES, line_of("loss"), "loss", "mse")
   spec.output_at = check:choice(fields.output_at, M.OUTPUT_AT, line_of("output_at"), "output_at", "all")
   spec.precision = check:choice(fields.precision, M.PRECISIONS, line_of("precision"), "precision", "f32")
+  spec.math = check:choice(fields.math, M.MATH, line_of("math"), "math", "accurate")
 
   spec.recurrent, spec.head = {}, {}
   local recurrent_line, head_line = line_of("recurrent"), line_of("head")

@@ -24,7 +24,7 @@ extern "C" {
 
 /* Bumped whenever the generated code's view of this header changes; generated sources check it
  * at compile time. */
-#define NNRT_ABI_VERSION 2
+#define NNRT_ABI_VERSION 3
 
 /* ---- Result codes ---------------------------------------------------------------------- */
 #define NNRT_OK 0          /* success */
@@ -182,17 +182,20 @@ typedef struct nnrt_model {
     size_t num_params; /* elements in the flat parameter array */
     int num_tensors;
     const nnrt_param_desc *tensors;
-    size_t params_bytes, state_bytes, work_bytes, tape_bytes; /* sizes of the model's structs */
+    size_t params_bytes, weights_bytes, state_bytes, work_bytes, tape_bytes; /* sizes of the model's structs */
     nnrt_dtype target_dtype; /* NNRT_I32 class indices for cross_entropy, else dtype */
-    /* Entry points, the typed ones of the model header behind void pointers. */
+    /* Entry points, the typed ones of the model header behind void pointers. The forward ones
+     * read the packed weights (pack: params -> weights, after every change of params); the
+     * backward reads the canonical params. */
     void (*reset)(void *state);
-    void (*step)(const void *params, void *state, const void *x, void *y);
+    void (*pack)(const void *params, void *weights);
+    void (*step)(const void *weights, void *state, const void *x, void *y);
     /* T in 1..seq_len; with output_last, y is the output after the last step of this call.
      * On failure returns an NNRT_* code with a message naming the model (nnrt_last_error). */
-    int (*forward)(const void *params, void *state, void *work, int T, const void *x, void *y);
+    int (*forward)(const void *weights, void *state, void *work, int T, const void *x, void *y);
     /* Training: forward recording the tape; mean loss and dloss/dy; backward adding into grads
      * (same layout as params) and writing dloss/dx when dx is not NULL. See the model header. */
-    int (*forward_train)(const void *params, void *state, void *tape, int T, const void *x, void *y);
+    int (*forward_train)(const void *weights, void *state, void *tape, int T, const void *x, void *y);
     int (*loss)(int T, const void *y, const void *target, double *loss, void *dy);
     int (*backward)(const void *params, void *tape, const void *x, const void *dy, void *grads, void *dx);
 } nnrt_model;
@@ -293,9 +296,13 @@ double nnrt_clip_grad_norm(nnrt_dtype dtype, void *grads, size_t count, double m
 int nnrt_checkpoint_save(const char *path, const nnrt_model *m, const void *params, const nnrt_optim *o);
 int nnrt_checkpoint_load(const char *path, const nnrt_model *m, void *params, nnrt_optim *o);
 
-/* The generated driver program: `<name> init|forward ...` as DESIGN.md specifies. Prints its own
+/* The generated driver program: `<name> init|forward|grad|train ...` as DESIGN.md specifies;
+ * `<name> <command> --help` documents each command for the model at hand. Prints its own
  * errors to stderr as "<name>: error: ..." and returns the process exit code (0 ok, 1 bad input,
- * 2 usage or internal error such as out of memory or an ABI mismatch). */
+ * 2 usage or internal error such as out of memory or an ABI mismatch). grad prints
+ * "loss <value>" and train "final loss <value>" (the trained weights' loss over all of X) on
+ * stdout; train's progress goes to stderr. train --checkpoint C on a stream (T > seq_len) also
+ * writes C.stream, the state carried between chunks, which --resume inside the stream needs. */
 int nnrt_driver_main(const nnrt_model *m, int argc, char **argv);
 
 #ifdef __cplusplus

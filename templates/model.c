@@ -13,11 +13,10 @@
 #if NNRT_ABI_VERSION != ${abi}
 #error "${name}.c was generated for runtime ABI ${abi}: use the runtime of the rnnc that generated it"
 #endif
-${isa_guard}
 
-/* ==== Begin activation helpers ========================================================= */
-${math_helpers}
-/* ==== End activation helpers =========================================================== */
+/* ==== Begin backend: types, activations, tails ========================================= */
+${preamble}
+/* ==== End backend ====================================================================== */
 
 ${kernels}
 
@@ -38,32 +37,39 @@ int ${name}_save(const ${name}_params *p, const char *path)
     return nnrt_model_save(&${name}_model, p, path);
 }
 
+void ${name}_pack(const ${name}_params *p, ${name}_weights *w)
+{
+${pack_body}
+}
+
 void ${name}_reset(${name}_state *s)
 {
     memset(s, 0, sizeof *s);
 }
 
-void ${name}_step(const ${name}_params *p, ${name}_state *s, const ${name}_real *x, ${name}_real *y)
+void ${name}_step(const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y)
 {
 ${step_body}
 }
 
-int ${name}_forward(const ${name}_params *p, ${name}_state *s, ${name}_work *w, int T,
+int ${name}_forward(const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
                     const ${name}_real *x, ${name}_real *y)
 {
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
     const int rows = T * ${NAME}_BATCH;
+    (void)rows;
 ${forward_body}
     return NNRT_OK;
 }
 
-int ${name}_forward_train(const ${name}_params *p, ${name}_state *s, ${name}_tape *tape, int T,
+int ${name}_forward_train(const ${name}_weights *w, ${name}_state *s, ${name}_tape *tape, int T,
                           const ${name}_real *x, ${name}_real *y)
 {
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward_train: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
     const int rows = T * ${NAME}_BATCH;
+    (void)rows;
 ${forward_train_body}
     return NNRT_OK;
 }
@@ -99,15 +105,15 @@ _Static_assert(sizeof(${name}_params) == ${NAME}_NUM_PARAMS * sizeof(${name}_rea
 ${descriptor}
 
 static void ${name}__reset_any(void *s) { ${name}_reset(s); }
-static void ${name}__step_any(const void *p, void *s, const void *x, void *y) { ${name}_step(p, s, x, y); }
-static int ${name}__forward_any(const void *p, void *s, void *w, int T, const void *x, void *y)
+static void ${name}__pack_any(const void *p, void *w) { ${name}_pack(p, w); }
+static void ${name}__step_any(const void *w, void *s, const void *x, void *y) { ${name}_step(w, s, x, y); }
+static int ${name}__forward_any(const void *w, void *s, void *work, int T, const void *x, void *y)
 {
-    return ${name}_forward(p, s, w, T, x, y);
+    return ${name}_forward(w, s, work, T, x, y);
 }
-
-static int ${name}__forward_train_any(const void *p, void *s, void *tape, int T, const void *x, void *y)
+static int ${name}__forward_train_any(const void *w, void *s, void *tape, int T, const void *x, void *y)
 {
-    return ${name}_forward_train(p, s, tape, T, x, y);
+    return ${name}_forward_train(w, s, tape, T, x, y);
 }
 static int ${name}__loss_any(int T, const void *y, const void *target, double *loss, void *dy)
 {
@@ -137,11 +143,13 @@ const nnrt_model ${name}_model = {
     .num_tensors = ${num_tensors},
     .tensors = ${name}__tensors,
     .params_bytes = sizeof(${name}_params),
+    .weights_bytes = sizeof(${name}_weights),
     .state_bytes = sizeof(${name}_state),
     .work_bytes = sizeof(${name}_work),
     .tape_bytes = sizeof(${name}_tape),
     .target_dtype = ${target_dtype},
     .reset = ${name}__reset_any,
+    .pack = ${name}__pack_any,
     .step = ${name}__step_any,
     .forward = ${name}__forward_any,
     .forward_train = ${name}__forward_train_any,

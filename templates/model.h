@@ -3,14 +3,20 @@
  * Model ${name}: ${summary}
  * Backend: ${isa}.
  *
+ * Two views of the weights: ${name}_params holds the PyTorch tensors (what files, gradients and
+ * optimizers see); ${name}_weights holds them packed in the order the kernels stream them.
+ * ${name}_pack turns the first into the second: after loading, and after every optimizer step.
+ *
  * Usage (streaming, one timestep at a time):
  *
- *     static ${name}_params params;           // or nnrt_alloc(sizeof(${name}_params))
+ *     static ${name}_params params;      // or nnrt_alloc(sizeof(${name}_params))
+ *     static ${name}_weights weights;
  *     static ${name}_state state;
  *     if (${name}_load(&params, "weights.safetensors") != NNRT_OK)
  *         fprintf(stderr, "%s\n", nnrt_last_error());
+ *     ${name}_pack(&params, &weights);
  *     ${name}_reset(&state);
- *     for (;;) { ... ${name}_step(&params, &state, x, y); ... }
+ *     for (;;) { ... ${name}_step(&weights, &state, x, y); ... }
  *
  * Compile: ${compile}
  */
@@ -39,6 +45,11 @@ typedef ${real} ${name}_real;
 typedef struct ${name}_params {
 ${params_fields}
 } ${name}_params;
+
+/* The weights packed for the kernels (see ${name}_pack); never saved, always derived. */
+typedef struct ${name}_weights {
+${weights_fields}
+} ${name}_weights;
 
 /* Streaming state: what one timestep hands the next. Caller-owned; zero it with ${name}_reset. */
 typedef struct ${name}_state {
@@ -69,18 +80,20 @@ void ${name}_init(${name}_params *p, uint64_t seed);
  * failure nnrt_last_error() names the file and the first mismatching tensor. Writes are atomic. */
 int ${name}_load(${name}_params *p, const char *path);
 int ${name}_save(const ${name}_params *p, const char *path);
+/* Packs the parameters into the kernels' layout: after loading or initialising them, and after
+ * every change (an optimizer step), before the next forward. */
+void ${name}_pack(const ${name}_params *p, ${name}_weights *w);
 /* Zero state: h = 0 (and c = 0), as PyTorch's default h0. */
 void ${name}_reset(${name}_state *s);
 /* One timestep for all B sequences: x [B][I] in, y [B][O] out (the head applied to the new top
- * hidden state); updates *s. Lowest latency; uses no workspace. */
-void ${name}_step(const ${name}_params *p, ${name}_state *s, const ${name}_real *x, ${name}_real *y);
+ * hidden state); updates *s. Lowest latency; uses a little stack and no workspace. */
+void ${name}_step(const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y);
 /* T timesteps (1 <= T <= ${NAME}_SEQ_LEN) for all B sequences, starting from *s and leaving the
  * final state in *s: x [T][B][I] in, y ${y_shape} out. Returns NNRT_OK, or NNRT_ERR_ARG for a bad T. */
-int ${name}_forward(const ${name}_params *p, ${name}_state *s, ${name}_work *w, int T,
+int ${name}_forward(const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
                     const ${name}_real *x, ${name}_real *y);
-
 /* Training forward: as ${name}_forward, and records the tape for ${name}_backward. */
-int ${name}_forward_train(const ${name}_params *p, ${name}_state *s, ${name}_tape *tape, int T,
+int ${name}_forward_train(const ${name}_weights *w, ${name}_state *s, ${name}_tape *tape, int T,
                           const ${name}_real *x, ${name}_real *y);
 /* Mean loss of y (${y_shape}) against target (${target_shape}) as PyTorch's loss with mean
  * reduction; dy (same shape as y, may be NULL) receives dloss/dy. NNRT_ERR_ARG for a class index
@@ -89,6 +102,7 @@ int ${name}_loss(int T, const ${name}_real *y, const ${name}_target *target, dou
 /* Backpropagation through the T steps recorded in tape, given dy = dloss/dy and the same x the
  * training forward saw: adds the gradients to g (zero it first with ${name}_zero_grad, or keep
  * accumulating over micro-batches) and, when dx is not NULL, writes dloss/dx [T][B][I].
+ * It reads the canonical parameters p, the ones the packed weights of the forward came from.
  * The state the sequence started from is a constant (as .detach() in PyTorch): no gradient
  * flows into it, so a long stream trains in chunks (truncated BPTT). Uses the tape's scratch. */
 int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x, const ${name}_real *dy,

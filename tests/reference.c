@@ -211,7 +211,7 @@ int ref_check_model(const nnrt_model *m, char *msg, size_t msg_size)
                 return fail(msg, msg_size, "%s: tensors %s and %s overlap", m->name, A->name,
                             B->name);
         }
-    if (!m->reset || !m->step || !m->forward)
+    if (!m->reset || !m->pack || !m->step || !m->forward)
         return fail(msg, msg_size, "%s: missing entry point", m->name);
     return 0;
 }

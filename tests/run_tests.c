@@ -13,6 +13,7 @@ Suite *forward_suite(void);
 Suite *torch_suite(void);
 Suite *gradcheck_suite(void);
 Suite *optim_suite(void);
+Suite *torch_grad_suite(void);
 
 int main(void)
 {
@@ -26,6 +27,7 @@ int main(void)
     srunner_add_suite(runner, torch_suite());
     srunner_add_suite(runner, gradcheck_suite());
     srunner_add_suite(runner, optim_suite());
+    srunner_add_suite(runner, torch_grad_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

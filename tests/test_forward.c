@@ -89,7 +89,7 @@ typedef struct ctx {
     const nnrt_model *m;
     tolerance tol;
     size_t es;                 /* element size of the model's dtype */
-    void *params, *state, *work; /* the model's structs (nnrt_alloc, aligned) */
+    void *params, *weights, *state, *work; /* the model's structs (nnrt_alloc, aligned) */
     void *x, *y;               /* model dtype; exactly sized mallocs so ASan sees overruns */
     double *pd;                /* params as double */
     double *xd;                /* x as double */
@@ -109,6 +109,7 @@ static void *xmalloc(size_t bytes)
 static void ctx_free(ctx *c)
 {
     nnrt_free(c->params);
+    nnrt_free(c->weights);
     nnrt_free(c->state);
     nnrt_free(c->work);
     free(c->x);
@@ -154,9 +155,10 @@ static int ctx_init(ctx *c, int i)
     int Tmax = m->seq_len + 1;
     size_t ns = ref_state_count(m), nx = ref_x_count(m, Tmax), ny = ref_y_count(m, Tmax);
     c->params = nnrt_alloc(m->params_bytes);
+    c->weights = nnrt_alloc(m->weights_bytes);
     c->state = nnrt_alloc(m->state_bytes);
     c->work = nnrt_alloc(m->work_bytes);
-    ck_assert_msg(c->params && c->state && c->work, "out of memory");
+    ck_assert_msg(c->params && c->weights && c->state && c->work, "out of memory");
     c->x = xmalloc(nx * c->es);
     c->y = xmalloc(ny * c->es);
     c->pd = xmalloc(m->num_params * sizeof(double));
@@ -171,6 +173,7 @@ static int ctx_init(ctx *c, int i)
     c->cg = xmalloc(ns * sizeof(double));
 
     nnrt_model_init(m, c->params, SEED_PARAMS + (uint64_t)i);
+    m->pack(c->params, c->weights);
     ref_to_double(m, c->params, c->pd, m->num_params);
 
     /* The non-zero start state goes through the generated state once, so that h0, c0 hold
@@ -272,7 +275,7 @@ static int run_forward(ctx *c, const char *what, int T)
 {
     const nnrt_model *m = c->m;
     poison_y(c, ref_y_count(m, T));
-    int rc = m->forward(c->params, c->state, c->work, T, c->x, c->y);
+    int rc = m->forward(c->weights, c->state, c->work, T, c->x, c->y);
     if (rc != NNRT_OK) {
         failure("%s: %s: forward(T=%d) returned %d (%s): %s", m->name, what, T, rc,
                 nnrt_strerror(rc), nnrt_last_error());
@@ -392,7 +395,7 @@ START_TEST(test_step)
                 char what[64], what2[96];
                 snprintf(what, sizeof what, "step %d of %d vs the reference", t + 1, T);
                 snprintf(what2, sizeof what2, "step %d of %d vs the sequence forward", t + 1, T);
-                m->step(c.params, c.state, x + (size_t)t * bi * c.es, y_step);
+                m->step(c.weights, c.state, x + (size_t)t * bi * c.es, y_step);
                 ref_to_double(m, y_step, y_stepd, row);
                 /* The reference of one step: a copy of the descriptor with output_last set, so
                  * that its y is the head on the new top h, [B][O]. */
@@ -487,7 +490,7 @@ START_TEST(test_bad_T)
             ctx_start(&c, 1);
             memcpy(before, c.state, m->state_bytes);
             nnrt_fail(NNRT_OK, "%s", ""); /* clear the thread's message */
-            int rc = m->forward(c.params, c.state, c.work, bad[j], c.x, c.y);
+            int rc = m->forward(c.weights, c.state, c.work, bad[j], c.x, c.y);
             if (rc != NNRT_ERR_ARG)
                 failure("%s: forward(T=%d) returned %d (%s), expected NNRT_ERR_ARG (%d)",
                         m->name, bad[j], rc, nnrt_strerror(rc), NNRT_ERR_ARG);

@@ -33,6 +33,7 @@ typedef struct problem {
     int T;
     size_t nx, ny, nt; /* elements of x, y, target */
     double *params, *grads, *x, *dx, *y, *dy, *state0, *state;
+    void *weights; /* params packed for the forward: repacked after every change of params */
     void *target, *tape;
 } problem;
 
@@ -52,6 +53,7 @@ static void problem_init(problem *p, const nnrt_model *m, int T, uint64_t seed)
     p->ny = rows_of(m, T) * (size_t)m->output;
     p->nt = m->loss_kind == NNRT_LOSS_CROSS_ENTROPY ? rows_of(m, T) : p->ny;
     p->params = nnrt_alloc(m->params_bytes);
+    p->weights = nnrt_alloc(m->weights_bytes);
     p->grads = nnrt_alloc(m->params_bytes);
     p->x = nnrt_alloc(p->nx * sizeof(double));
     p->dx = nnrt_alloc(p->nx * sizeof(double));
@@ -61,9 +63,10 @@ static void problem_init(problem *p, const nnrt_model *m, int T, uint64_t seed)
     p->state = nnrt_alloc(m->state_bytes);
     p->tape = nnrt_alloc(m->tape_bytes);
     p->target = nnrt_alloc(p->nt * 8);
-    ck_assert_msg(p->params && p->grads && p->x && p->dx && p->y && p->dy && p->state0 && p->state && p->tape &&
+    ck_assert_msg(p->params && p->weights && p->grads && p->x && p->dx && p->y && p->dy && p->state0 && p->state && p->tape &&
                   p->target, "out of memory");
     nnrt_model_init(m, p->params, seed);
+    m->pack(p->params, p->weights);
     nnrt_rng rng;
     nnrt_rng_seed(&rng, seed + 1);
     fill(p->x, p->nx, -1, 1, &rng);
@@ -78,7 +81,7 @@ static void problem_init(problem *p, const nnrt_model *m, int T, uint64_t seed)
 
 static void problem_free(problem *p)
 {
-    void *blocks[] = {p->params, p->grads, p->x, p->dx, p->y, p->dy, p->state0, p->state, p->tape, p->target};
+    void *blocks[] = {p->params, p->weights, p->grads, p->x, p->dx, p->y, p->dy, p->state0, p->state, p->tape, p->target};
     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) nnrt_free(blocks[i]);
 }
 
@@ -86,7 +89,8 @@ static void problem_free(problem *p)
 static double loss_at(problem *p)
 {
     memcpy(p->state, p->state0, p->m->state_bytes);
-    ck_assert_int_eq(p->m->forward_train(p->params, p->state, p->tape, p->T, p->x, p->y), NNRT_OK);
+    p->m->pack(p->params, p->weights);
+    ck_assert_int_eq(p->m->forward_train(p->weights, p->state, p->tape, p->T, p->x, p->y), NNRT_OK);
     double loss;
     ck_assert_int_eq(p->m->loss(p->T, p->y, p->target, &loss, NULL), NNRT_OK);
     return loss;
@@ -143,7 +147,7 @@ START_TEST(gradient_matches_finite_differences)
         problem_init(&p, m, T, 42 + (uint64_t)T);
         /* Analytic: one training forward, the loss's dy, one backward. */
         memcpy(p.state, p.state0, m->state_bytes);
-        ck_assert_int_eq(m->forward_train(p.params, p.state, p.tape, T, p.x, p.y), NNRT_OK);
+        ck_assert_int_eq(m->forward_train(p.weights, p.state, p.tape, T, p.x, p.y), NNRT_OK);
         double loss;
         ck_assert_int_eq(m->loss(T, p.y, p.target, &loss, p.dy), NNRT_OK);
         memset(p.grads, 0, m->params_bytes);
@@ -177,7 +181,7 @@ START_TEST(gradients_accumulate)
     problem_init(&p, m, m->seq_len, 7);
     double *once = nnrt_alloc(m->params_bytes);
     memcpy(p.state, p.state0, m->state_bytes);
-    ck_assert_int_eq(m->forward_train(p.params, p.state, p.tape, p.T, p.x, p.y), NNRT_OK);
+    ck_assert_int_eq(m->forward_train(p.weights, p.state, p.tape, p.T, p.x, p.y), NNRT_OK);
     double loss;
     ck_assert_int_eq(m->loss(p.T, p.y, p.target, &loss, p.dy), NNRT_OK);
     ck_assert_int_eq(m->backward(p.params, p.tape, p.x, p.dy, once, NULL), NNRT_OK);
@@ -198,9 +202,11 @@ START_TEST(training_forward_equals_inference)
     const int T = m->seq_len;
     const size_t ny = rows_of(m, T) * (size_t)m->output, nx = (size_t)T * m->batch * m->input;
     void *params = nnrt_alloc(m->params_bytes), *work = nnrt_alloc(m->work_bytes), *tape = nnrt_alloc(m->tape_bytes);
+    void *weights = nnrt_alloc(m->weights_bytes);
     void *s1 = nnrt_alloc(m->state_bytes), *s2 = nnrt_alloc(m->state_bytes);
     void *x = nnrt_alloc(nx * real), *y1 = nnrt_alloc(ny * real), *y2 = nnrt_alloc(ny * real);
     nnrt_model_init(m, params, 3);
+    m->pack(params, weights);
     nnrt_rng rng;
     nnrt_rng_seed(&rng, 4);
     for (size_t i = 0; i < nx; i++) {
@@ -210,11 +216,11 @@ START_TEST(training_forward_equals_inference)
     }
     m->reset(s1);
     m->reset(s2);
-    ck_assert_int_eq(m->forward(params, s1, work, T, x, y1), NNRT_OK);
-    ck_assert_int_eq(m->forward_train(params, s2, tape, T, x, y2), NNRT_OK);
+    ck_assert_int_eq(m->forward(weights, s1, work, T, x, y1), NNRT_OK);
+    ck_assert_int_eq(m->forward_train(weights, s2, tape, T, x, y2), NNRT_OK);
     ck_assert_msg(memcmp(y1, y2, ny * real) == 0, "%s: outputs differ", m->name);
     ck_assert_msg(memcmp(s1, s2, m->state_bytes) == 0, "%s: final states differ", m->name);
-    void *blocks[] = {params, work, tape, s1, s2, x, y1, y2};
+    void *blocks[] = {params, weights, work, tape, s1, s2, x, y1, y2};
     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) nnrt_free(blocks[i]);
 }
 END_TEST

@@ -378,7 +378,7 @@ START_TEST(test_conformance)
     const nnrt_model *m = rnnc_test_models[torch_model_index(_i)];
     const size_t es = nnrt_dtype_size(m->dtype), ns = ref_state_count(m);
     void *params = nnrt_alloc(m->params_bytes), *state = nnrt_alloc(m->state_bytes);
-    void *work = nnrt_alloc(m->work_bytes);
+    void *work = nnrt_alloc(m->work_bytes), *weights = nnrt_alloc(m->weights_bytes);
     size_t nx = ref_x_count(m, m->seq_len), ny = ref_y_count(m, m->seq_len);
     void *x = malloc(nx * es), *y = malloc(ny * es);
     double *pd = malloc(m->num_params * sizeof *pd), *xd = malloc(nx * sizeof *xd);
@@ -387,7 +387,7 @@ START_TEST(test_conformance)
     double *h = malloc(ns * sizeof *h), *c = malloc(ns * sizeof *c);
     double *ht = malloc(ns * sizeof *ht), *ct = malloc(ns * sizeof *ct);
     double *hr = malloc(ns * sizeof *hr), *cr = malloc(ns * sizeof *cr);
-    ck_assert_msg(params && state && work && x && y && pd && xd && yd && yt && yr && h && c &&
+    ck_assert_msg(params && weights && state && work && x && y && pd && xd && yd && yt && yr && h && c &&
                       ht && ct && hr && cr,
                   "out of memory");
     ref_diff y_err = {0, 0, 0, 0.0, 0.0}, s_err = y_err, ref_err = y_err;
@@ -405,6 +405,7 @@ START_TEST(test_conformance)
                 nnrt_strerror(rc), nnrt_last_error());
         goto done;
     }
+    m->pack(params, weights);
     ref_to_double(m, params, pd, m->num_params);
 
     static const char *const tags[2] = {"zero", "warm"};
@@ -438,7 +439,7 @@ START_TEST(test_conformance)
         memcpy(cr, c, ns * sizeof *c);
 
         /* The generated forward vs torch. */
-        rc = m->forward(params, state, work, T, x, y);
+        rc = m->forward(weights, state, work, T, x, y);
         if (rc != NNRT_OK) {
             failure("%s: forward(T=%d) returned %d (%s): %s", m->name, T, rc, nnrt_strerror(rc),
                     nnrt_last_error());
@@ -476,6 +477,7 @@ START_TEST(test_conformance)
 
 done:
     nnrt_free(params);
+    nnrt_free(weights);
     nnrt_free(state);
     nnrt_free(work);
     free(x);

@@ -5,7 +5,7 @@ local errors = require("rnnc.errors")
 local M = {}
 
 M.ISAS = { "scalar", "sse4", "avx2", "avx512", "neon", "native" }
-M.AVAILABLE = { scalar = true }
+M.AVAILABLE = { scalar = true, sse4 = true, avx2 = true, avx512 = true, neon = true }
 
 -- The best backend this build machine supports among those rnnc has.
 function M.native(host)
