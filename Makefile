@@ -14,7 +14,7 @@ OPT ?= -O2 -g
 V ?= 0
 
 # ---- Toolchain and libraries ------------------------------------------------------------------
-PKGS := lua5.4 jansson check
+PKGS := lua5.4 jansson sleef check
 pkg = $(shell pkg-config $(1) $(2) 2>/dev/null)
 LUA_CFLAGS = $(call pkg,--cflags,lua5.4)
 LUA_LIBS = $(call pkg,--libs,lua5.4)
@@ -140,19 +140,27 @@ sanitize: deps-test
 deps-build:
 	@sh scripts/deps.sh build
 
+deps-demo:
+	@sh scripts/deps.sh build plot
+
 deps-test:
 	@sh scripts/deps.sh test
 
 # ---- Demo -------------------------------------------------------------------------------------
-# Generate, build and run the sine example end to end.
-demo: deps-build
+# Generate, build, train and run the sine example end to end (a plot when gnuplot is there).
+demo: deps-demo
 	@$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory -C examples/sine run
 
+# Every example: sine, the adding problem, the character-level language model, the classifier.
+examples: deps-build
+	@$(MAKE) --no-print-directory all
+	$(Q)for e in sine adding charlm classify; do $(MAKE) --no-print-directory -C examples/$$e run || exit 1; done
+
 # Remove everything built or generated.
 clean:
-	rm -rf $(BUILD) out/tests out/sine out/bench
+	rm -rf $(BUILD) out/tests out/sine out/adding out/charlm out/classify out/bench
 
-.PHONY: all install test sanitize demo clean deps-build deps-test
+.PHONY: all install test sanitize demo examples clean deps-build deps-demo deps-test
 .DELETE_ON_ERROR:
 .SECONDARY:

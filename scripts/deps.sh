@@ -1,14 +1,14 @@
 #!/bin/sh
 # deps.sh GROUP... — makes sure the Debian packages a make target needs are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the exact command and
-# fails. Groups: build (compile rnnc, the runtime and generated code), test (build + Check +
-# PyTorch and numpy for the conformance tests), plot (gnuplot, optional for charts).
+# fails. Groups: build (compile rnnc, the runtime and generated code, SLEEF for vector math),
+# test (build + Check + PyTorch and numpy for the conformance tests), plot (gnuplot, for charts).
 set -eu
 packages=""
 for group in "$@"; do
     case "$group" in
-        build) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev" ;;
-        test) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev check python3 python3-torch python3-numpy" ;;
+        build) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev libsleef-dev" ;;
+        test) packages="$packages gcc make pkg-config liblua5.4-dev libjansson-dev libsleef-dev check python3 python3-torch python3-numpy" ;;
         plot) packages="$packages gnuplot-nox" ;;
         *) echo "deps.sh: unknown group '$group'" >&2; exit 2 ;;
     esac

@@ -26,10 +26,12 @@ int main(int argc, char **argv)
         return 2;
     }
     static classify_params params;
+    static classify_weights weights;
     if (classify_load(&params, argv[1]) != NNRT_OK) {
         fprintf(stderr, "classify_app: %s\n", nnrt_last_error());
         return 1;
     }
+    classify_pack(&params, &weights); /* the PyTorch tensors -> the kernels' layout */
     nnrt_rng rng;
     nnrt_rng_seed(&rng, 7);
     const int shapes[CLASSIFY_BATCH] = {0, 1, 2, 0};
@@ -40,7 +42,7 @@ int main(int argc, char **argv)
         classify_real x[CLASSIFY_BATCH][CLASSIFY_INPUT];
         for (int b = 0; b < CLASSIFY_BATCH; b++)
             for (int c = 0; c < CLASSIFY_INPUT; c++) x[b][c] = sample(shapes[b], t, c, &rng);
-        classify_step(&params, &state, &x[0][0], &logits[0][0]);
+        classify_step(&weights, &state, &x[0][0], &logits[0][0]);
     }
     printf("stream  truth      p(sine)  p(square)  p(sawtooth)\n");
     for (int b = 0; b < CLASSIFY_BATCH; b++) {
