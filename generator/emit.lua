@@ -9,6 +9,7 @@
 local cname = require("rnnc.cname")
 local cgen = require("rnnc.cgen")
 local kernels = require("rnnc.kernels")
+local plan_pass = require("rnnc.plan")
 local template = require("rnnc.template")
 local train = require("rnnc.emit_train")
 
@@ -33,7 +34,11 @@ local function packed_head(D) return { w = "head" .. D.index, bias = "head" .. D
 
 local function weights_fields(ctx)
   local out, V, real = {}, ctx.V, ctx.real
-  local function field(name, count, comment) table.insert(out, string.format("    %s %s[%d]; /* %s */", real, name, count, comment)) end
+  ctx.weights_count = 0
+  local function field(name, count, comment)
+    table.insert(out, string.format("    %s %s[%d]; /* %s */", real, name, count, comment))
+    ctx.weights_count = ctx.weights_count + count
+  end
   for _, L in ipairs(ctx.plan.layers) do
     local n, G, NB, Hp = packed(L), L.gates, L.NB, L.padded
     field(n.ih, NB * L.input * G * V, string.format("[%d][%d][%d][%d] W_ih panels: blocks of %d units, every gate", NB, L.input, G, V, V))
@@ -359,7 +364,7 @@ end
 
 local function descriptor(ctx)
   local plan = ctx.plan
-  local P = ctx.P
+  local P = ctx.spec.name .. "_" -- shared by every variant
   local out = {}
   table.insert(out, string.format("static const nnrt_layer_desc %s_layers[%d] = {", P, #plan.layers))
   for _, L in ipairs(plan.layers) do
@@ -410,24 +415,158 @@ end
 
 -- ---- The model ---------------------------------------------------------------------------------
 
+-- The entry points of one backend variant as static functions <P>_pack, _step, _forward,
+-- _forward_train, _backward; the public ones (templates/model.c) check arguments and call them.
+local function impl_functions(ctx)
+  local spec, real, P = ctx.spec, ctx.real, ctx.P
+  local name = spec.name
+  local params, weights = ctx.params_type, cname.type(spec, "weights")
+  local function view(const)
+    -- With several variants in one file the public weights are an opaque block: view it as ours.
+    if not ctx.multi then return "" end
+    return string.format("    %s%s *w = (%s%s *)wv;\n", const, ctx.weights_type, const, ctx.weights_type)
+  end
+  local wname = ctx.multi and "wv" or "w"
+  local out = {}
+  local function fn(signature, body)
+    table.insert(out, signature .. "\n{\n" .. body .. "\n}")
+  end
+  fn(string.format("static void %s_pack(const %s *p, %s *%s)", P, params, weights, wname), view("") .. pack_body(ctx))
+  fn(string.format("static void %s_step(const %s *%s, %s_state *s, const %s *x, %s *y)", P, weights, wname, name, real, real),
+    view("const ") .. step_body(ctx))
+  fn(string.format("static void %s_forward(const %s *%s, %s_state *s, %s_work *work, int T, const %s *x, %s *y)",
+    P, weights, wname, name, name, real, real), view("const ") .. "    const int rows = T * " .. cname.macro(spec, "BATCH") .. ";\n    (void)rows;\n"
+    .. forward_body(ctx, "work"))
+  fn(string.format("static void %s_forward_train(const %s *%s, %s_state *s, %s_tape *tape, int T, const %s *x, %s *y)",
+    P, weights, wname, name, name, real, real), view("const ") .. "    const int rows = T * " .. cname.macro(spec, "BATCH") .. ";\n    (void)rows;\n"
+    .. forward_body(ctx, "tape"))
+  fn(string.format("static void %s_backward(const %s *p, %s_tape *tape, const %s *x, const %s *dy, %s *g, %s *dx)",
+    P, params, name, real, real, params, real), "    const int T = tape->T;\n    const int rows = T * " .. cname.macro(spec, "BATCH")
+    .. ";\n" .. train.backward_body(ctx))
+  return join(out)
+end
+
+local function new_ctx(plan, backend, multi)
+  local spec, p = plan.spec, plan.spec.precision
+  local ctx = {
+    plan = plan, spec = spec, B = backend, p = p, real = backend.real(p), V = plan.V, real_bytes = plan.real_bytes,
+    multi = multi, params_type = cname.type(spec, "params"), kernels = {}, heads = {},
+  }
+  -- Private names: <name>__* for one backend, <name>__<isa>_* for each of several.
+  ctx.P = multi and (spec.name .. "__" .. backend.name) or (spec.name .. "_")
+  ctx.vec = ctx.P .. "_vec"
+  ctx.weights_type = multi and (ctx.P .. "_weights") or cname.type(spec, "weights")
+  for _, L in ipairs(plan.layers) do ctx.has_gru = ctx.has_gru or L.cell == "gru" end
+  return ctx
+end
+
+-- Everything of one backend variant: its preamble, kernels and entry points.
+local function variant_text(ctx)
+  local text = {}
+  table.insert(text, cgen.banner("Begin backend " .. ctx.B.name .. ": types, activations, tails"))
+  table.insert(text, ctx.B.preamble(ctx.P, ctx.p, ctx.spec.math, ctx.multi))
+  table.insert(text, cgen.banner("End backend " .. ctx.B.name))
+  if ctx.multi then
+    table.insert(text, string.format("typedef struct %s {\n%s\n} %s;", ctx.weights_type, weights_fields(ctx), ctx.weights_type))
+  end
+  table.insert(text, train.gradient_kernels(ctx))
+  for _, L in ipairs(ctx.plan.layers) do table.insert(text, layer_kernels(ctx, L)) end
+  for _, D in ipairs(ctx.plan.heads) do table.insert(text, head_kernels(ctx, D)) end
+  table.insert(text, cgen.banner("Begin " .. ctx.B.name .. " entry points"))
+  table.insert(text, impl_functions(ctx))
+  table.insert(text, cgen.banner("End " .. ctx.B.name .. " entry points"))
+  local code = table.concat(text, "\n\n")
+  if ctx.multi and ctx.B.target then
+    -- Every function of the variant is compiled for its ISA; the file itself needs no -m flags.
+    code = ("\n" .. code):gsub("\nstatic ", "\nstatic __attribute__((target(\"" .. ctx.B.target .. "\"))) "):sub(2)
+  end
+  return code
+end
+
+-- The run-time choice among several variants (--isa multi).
+local function dispatch_text(ctxs)
+  local spec = ctxs[1].spec
+  local name, real = spec.name, ctxs[1].real
+  local out = {
+    string.format("typedef struct %s__variant {", name),
+    "    const char *isa;",
+    string.format("    void (*pack)(const %s_params *, %s_weights *);", name, name),
+    string.format("    void (*step)(const %s_weights *, %s_state *, const %s *, %s *);", name, name, real, real),
+    string.format("    void (*forward)(const %s_weights *, %s_state *, %s_work *, int, const %s *, %s *);", name, name, name, real, real),
+    string.format("    void (*forward_train)(const %s_weights *, %s_state *, %s_tape *, int, const %s *, %s *);", name, name, name, real, real),
+    string.format("    void (*backward)(const %s_params *, %s_tape *, const %s *, const %s *, %s_params *, %s *);", name, name, real, real, name, real),
+    "    const char *feature; /* __builtin_cpu_supports name, NULL: always */",
+    string.format("} %s__variant;", name),
+    "",
+    "/* Best first. */",
+    string.format("static const %s__variant %s__variants[%d] = {", name, name, #ctxs),
+  }
+  for _, ctx in ipairs(ctxs) do
+    local P = ctx.P
+    table.insert(out, string.format("    {\"%s\", %s_pack, %s_step, %s_forward, %s_forward_train, %s_backward, %s},", ctx.B.name,
+      P, P, P, P, P, ctx.B.cpu_feature and ('"' .. ctx.B.cpu_feature .. '"') or "NULL"))
+  end
+  table.insert(out, "};")
+  table.insert(out, string.format("static _Atomic(const %s__variant *) %s__choice;", name, name))
+  table.insert(out, "")
+  table.insert(out, string.format("static int %s__runs(const %s__variant *v)", name, name))
+  table.insert(out, "{")
+  table.insert(out, "    __builtin_cpu_init();")
+  table.insert(out, "    if (v->feature == NULL) return 1;")
+  for _, ctx in ipairs(ctxs) do
+    if ctx.B.cpu_feature then
+      local checks = {}
+      for feature in ctx.B.cpu_feature:gmatch("[^,]+") do table.insert(checks, string.format("__builtin_cpu_supports(\"%s\")", feature)) end
+      table.insert(out, string.format("    if (strcmp(v->feature, \"%s\") == 0) return %s;", ctx.B.cpu_feature, table.concat(checks, " && ")))
+    end
+  end
+  table.insert(out, "    return 0;")
+  table.insert(out, "}")
+  table.insert(out, "")
+  table.insert(out, "/* The variant in use: the best this CPU runs, chosen on first use (or by _select_isa). */")
+  table.insert(out, string.format("static const %s__variant *%s__chosen(void)", name, name))
+  table.insert(out, "{")
+  table.insert(out, string.format("    const %s__variant *v = atomic_load_explicit(&%s__choice, memory_order_relaxed);", name, name))
+  table.insert(out, "    if (v == NULL) {")
+  table.insert(out, string.format("        for (v = %s__variants; !%s__runs(v); ++v) continue;", name, name))
+  table.insert(out, string.format("        atomic_store_explicit(&%s__choice, v, memory_order_relaxed);", name))
+  table.insert(out, "    }")
+  table.insert(out, "    return v;")
+  table.insert(out, "}")
+  table.insert(out, "")
+  table.insert(out, string.format("const char *%s_isa(void) { return %s__chosen()->isa; }", name, name))
+  table.insert(out, "")
+  table.insert(out, string.format("int %s_select_isa(const char *isa)", name))
+  table.insert(out, "{")
+  table.insert(out, string.format("    for (int i = 0; i < %d; ++i) {", #ctxs))
+  table.insert(out, string.format("        const %s__variant *v = &%s__variants[i];", name, name))
+  table.insert(out, "        if (strcmp(v->isa, isa) != 0) continue;")
+  table.insert(out, string.format("        if (!%s__runs(v)) return nnrt_fail(NNRT_ERR_ARG, \"%s: this CPU cannot run the %%s variant\", isa);", name, name))
+  table.insert(out, string.format("        atomic_store_explicit(&%s__choice, v, memory_order_relaxed);", name))
+  table.insert(out, "        return NNRT_OK;")
+  table.insert(out, "    }")
+  table.insert(out, string.format("    return nnrt_fail(NNRT_ERR_ARG, \"%s: no variant '%%s' in this build\", isa);", name))
+  table.insert(out, "}")
+  return join(out)
+end
+
 function M.model(plan, sched, backend, templates, meta)
   local spec = plan.spec
   local p = spec.precision
-  local ctx = {
-    plan = plan, spec = spec, B = backend, p = p, real = backend.real(p), V = plan.V, real_bytes = plan.real_bytes,
-    P = spec.name .. "_", -- private helpers and kernels are <name>__*
-    vec = spec.name .. "__vec", params_type = cname.type(spec, "params"), weights_type = cname.type(spec, "weights"),
-    kernels = {}, heads = {},
-  }
-  for _, L in ipairs(plan.layers) do ctx.has_gru = ctx.has_gru or L.cell == "gru" end
   assert(sched.forward, "the schedule comes first")
-
-  local text = { train.gradient_kernels(ctx) }
-  for _, L in ipairs(plan.layers) do table.insert(text, layer_kernels(ctx, L)) end
-  for _, D in ipairs(plan.heads) do table.insert(text, head_kernels(ctx, D)) end
-
+  local multi = backend.variants ~= nil
+  local ctxs, sections = {}, {}
+  for _, variant in ipairs(backend.variants or { backend }) do
+    local vplan = multi and plan_pass.build(spec, plan.machine, variant) or plan
+    local ctx = new_ctx(vplan, variant, multi)
+    table.insert(ctxs, ctx)
+    table.insert(sections, variant_text(ctx))
+  end
+  -- Shared structs are laid out for the variant with the widest vectors (the largest padding).
+  local widest = ctxs[1]
+  for _, ctx in ipairs(ctxs) do if ctx.V > widest.V then widest = ctx end end
   local name, NAME = spec.name, cname.upper(spec)
-  local desc, heads = descriptor(ctx)
+  local desc, heads = descriptor(widest)
   local common = {
     name = name, NAME = NAME, version = meta.version, spec_path = spec.path,
     summary = M.summary(plan), isa = backend.name, compile = meta.compile,
@@ -438,21 +577,33 @@ function M.model(plan, sched, backend, templates, meta)
     for k, value in pairs(extra) do v[k] = value end
     return v
   end
-  local real = ctx.real
+  local real = widest.real
+  local weights = weights_fields(widest)
+  if multi then
+    local most = 0
+    for _, ctx in ipairs(ctxs) do most = math.max(most, ctx.weights_count) end
+    weights = string.format("    %s packed[%d]; /* packed for the variant in use (%s_isa()) */", real, most, name)
+  end
   local target = spec.loss == "cross_entropy" and "int32_t" or real
   local header = template.render("templates/model.h", templates["model.h"], vars({
     input = tostring(spec.input), output = tostring(plan.output), seq_len = tostring(spec.seq_len),
     batch = tostring(spec.batch), num_params = tostring(plan.num_params), real = real,
-    params_fields = params_fields(ctx), state_fields = state_fields(ctx), work_fields = work_fields(ctx),
-    weights_fields = weights_fields(ctx), tape_fields = train.tape_fields(ctx), target = target,
+    params_fields = params_fields(widest), state_fields = state_fields(widest), work_fields = work_fields(widest),
+    weights_fields = weights, tape_fields = train.tape_fields(widest), target = target,
     y_shape = spec.output_at == "last" and "[B][O]" or "[T][B][O]",
     target_shape = (spec.output_at == "last" and "[B]" or "[T][B]") .. (spec.loss == "cross_entropy" and "" or "[O]"),
   }))
+  if multi then
+    table.insert(sections, dispatch_text(ctxs))
+  else
+    table.insert(sections, string.format("const char *%s_isa(void) { return \"%s\"; }\n\nint %s_select_isa(const char *isa)\n{\n"
+      .. "    if (strcmp(isa, \"%s\") == 0) return NNRT_OK;\n"
+      .. "    return nnrt_fail(NNRT_ERR_ARG, \"%s: generated for %s only, not %%s\", isa);\n}", name, backend.name, name, backend.name,
+      name, backend.name))
+  end
   local source = template.render("templates/model.c", templates["model.c"], vars({
-    abi = "3", preamble = backend.preamble(ctx.P, p, spec.math),
-    kernels = table.concat(text, "\n\n"), pack_body = pack_body(ctx), step_body = step_body(ctx),
-    forward_body = forward_body(ctx, "work"), forward_train_body = forward_body(ctx, "tape"),
-    backward_body = train.backward_body(ctx),
+    abi = "3", includes = multi and "#include <stdatomic.h>\n#include <immintrin.h>" or "",
+    kernels = table.concat(sections, "\n\n"), impl = multi and (name .. "__chosen()->") or (widest.P .. "_"),
     loss_rows = spec.output_at == "last" and (NAME .. "_BATCH") or ("T * " .. NAME .. "_BATCH"),
     descriptor = desc, heads = heads, num_layers = tostring(#plan.layers), num_heads = tostring(#plan.heads),
     num_tensors = tostring(#plan.tensors), dtype = p == "f64" and "NNRT_F64" or "NNRT_F32",

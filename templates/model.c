@@ -9,14 +9,11 @@
 #include <string.h>
 
 #include "${name}.h"
+${includes}
 
 #if NNRT_ABI_VERSION != ${abi}
 #error "${name}.c was generated for runtime ABI ${abi}: use the runtime of the rnnc that generated it"
 #endif
-
-/* ==== Begin backend: types, activations, tails ========================================= */
-${preamble}
-/* ==== End backend ====================================================================== */
 
 ${kernels}
 
@@ -39,7 +36,7 @@ int ${name}_save(const ${name}_params *p, const char *path)
 
 void ${name}_pack(const ${name}_params *p, ${name}_weights *w)
 {
-${pack_body}
+    ${impl}pack(p, w);
 }
 
 void ${name}_reset(${name}_state *s)
@@ -49,7 +46,7 @@ void ${name}_reset(${name}_state *s)
 
 void ${name}_step(const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y)
 {
-${step_body}
+    ${impl}step(w, s, x, y);
 }
 
 int ${name}_forward(const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
@@ -57,9 +54,7 @@ int ${name}_forward(const ${name}_weights *w, ${name}_state *s, ${name}_work *wo
 {
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
-    const int rows = T * ${NAME}_BATCH;
-    (void)rows;
-${forward_body}
+    ${impl}forward(w, s, work, T, x, y);
     return NNRT_OK;
 }
 
@@ -68,9 +63,7 @@ int ${name}_forward_train(const ${name}_weights *w, ${name}_state *s, ${name}_ta
 {
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward_train: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
-    const int rows = T * ${NAME}_BATCH;
-    (void)rows;
-${forward_train_body}
+    ${impl}forward_train(w, s, tape, T, x, y);
     return NNRT_OK;
 }
 
@@ -84,11 +77,9 @@ int ${name}_loss(int T, const ${name}_real *y, const ${name}_target *target, dou
 int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x, const ${name}_real *dy,
                      ${name}_params *g, ${name}_real *dx)
 {
-    const int T = tape->T;
-    if (T < 1 || T > ${NAME}_SEQ_LEN)
-        return nnrt_fail(NNRT_ERR_ARG, "${name}_backward: the tape holds no sequence (T = %d): run ${name}_forward_train first", T);
-    const int rows = T * ${NAME}_BATCH;
-${backward_body}
+    if (tape->T < 1 || tape->T > ${NAME}_SEQ_LEN)
+        return nnrt_fail(NNRT_ERR_ARG, "${name}_backward: the tape holds no sequence (T = %d): run ${name}_forward_train first", tape->T);
+    ${impl}backward(p, tape, x, dy, g, dx);
     return NNRT_OK;
 }
 

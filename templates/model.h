@@ -83,6 +83,11 @@ int ${name}_save(const ${name}_params *p, const char *path);
 /* Packs the parameters into the kernels' layout: after loading or initialising them, and after
  * every change (an optimizer step), before the next forward. */
 void ${name}_pack(const ${name}_params *p, ${name}_weights *w);
+/* The backend in use ("avx2", ...; with --isa multi the best this CPU runs, chosen on first use),
+ * and a way to choose another one of the build: NNRT_ERR_ARG when the CPU cannot run it or the
+ * build lacks it. Call it before packing: packed weights belong to the backend that packed them. */
+const char *${name}_isa(void);
+int ${name}_select_isa(const char *isa);
 /* Zero state: h = 0 (and c = 0), as PyTorch's default h0. */
 void ${name}_reset(${name}_state *s);
 /* One timestep for all B sequences: x [B][I] in, y [B][O] out (the head applied to the new top

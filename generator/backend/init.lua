@@ -4,8 +4,8 @@ local errors = require("rnnc.errors")
 
 local M = {}
 
-M.ISAS = { "scalar", "sse4", "avx2", "avx512", "neon", "native" }
-M.AVAILABLE = { scalar = true, sse4 = true, avx2 = true, avx512 = true, neon = true }
+M.ISAS = { "scalar", "sse4", "avx2", "avx512", "neon", "multi", "native" }
+M.AVAILABLE = { scalar = true, sse4 = true, avx2 = true, avx512 = true, neon = true, multi = true }
 
 -- The best backend this build machine supports among those rnnc has.
 function M.native(host)

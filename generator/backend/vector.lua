@@ -4,6 +4,7 @@
 --
 -- Interface of a backend B (all formatters take the precision first, "f32" or "f64"):
 --   B.name, B.cflags, B.libs, B.registers, B.bytes_per_fma
+--   B.target (GCC target attribute of the ISA), B.cpu_feature (__builtin_cpu_supports names)
 --   B.lanes(p), B.vtype(p), B.real(p)
 --   B.zero(p), B.set1(p, x), B.load(p, addr), B.store(p, addr, v)           (store is a statement)
 --   B.load_tail(p, addr, n, prefix), B.store_tail(p, addr, v, n, prefix)
@@ -21,7 +22,7 @@ end
 
 function M.define(isa)
   local B = { name = isa.name, cflags = isa.cflags, libs = isa.libs, registers = isa.registers,
-    bytes_per_fma = isa.bytes_per_fma }
+    bytes_per_fma = isa.bytes_per_fma, target = isa.target, cpu_feature = isa.cpu_feature }
   local function t(p) return isa[p] end
   function B.lanes(p) return t(p).lanes end
   function B.vtype(p) return t(p).vtype end
@@ -39,12 +40,22 @@ function M.define(isa)
   function B.store_tail(p, addr, v, n, prefix) return isa.store_tail(p, t(p), addr, v, n, prefix) end
   function B.exp(p, v) return fmt(t(p).exp, v) end
   function B.tanh(p, v, tier) return fmt(tier == "fast" and t(p).tanh_fast or t(p).tanh, v) end
-  function B.preamble(prefix, p, tier)
+  -- multi: one of several variants in a file compiled without -m flags (function target
+  -- attributes instead): no guard, and the SLEEF functions declared here, since sleef.h only
+  -- declares those of the ISAs the compiler flags enable.
+  function B.preamble(prefix, p, tier, multi)
     local T = t(p)
     local vt, real = T.vtype, B.real(p)
     local one = B.set1(p, p == "f64" and "1.0" or "1.0f")
     local half = B.set1(p, p == "f64" and "0.5" or "0.5f")
     local lines = { isa.guard, isa.includes, "" }
+    if multi then
+      lines = {}
+      for _, key in ipairs({ "exp", "tanh", "tanh_fast" }) do
+        local fn = T[key]:match("^(Sleef_[%w_]+)%(")
+        if fn then table.insert(lines, string.format("%s %s(%s);", vt, fn, vt)) end
+      end
+    end
     table.insert(lines, string.format("typedef %s %s_vec; /* %d %s lanes */", vt, prefix, T.lanes, real))
     if tier == "fast" then
       -- sigmoid(v) = 0.5 + 0.5 tanh(v / 2): one 3.5-ulp tanh instead of exp and a division.
