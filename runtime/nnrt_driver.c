@@ -80,25 +80,41 @@ static const option grad_opts[] = {
 };
 
 enum {
-    TRAIN_WEIGHTS, TRAIN_IN, TRAIN_TARGET, TRAIN_STEPS, TRAIN_LR, TRAIN_OPTIM, TRAIN_MOMENTUM,
-    TRAIN_NESTEROV, TRAIN_DECAY, TRAIN_CLIP, TRAIN_CKPT, TRAIN_EVERY, TRAIN_RESUME, TRAIN_LOG,
+    TRAIN_WEIGHTS,
+    TRAIN_IN,
+    TRAIN_TARGET,
+    TRAIN_STEPS,
+    TRAIN_LR,
+    TRAIN_OPTIM,
+    TRAIN_MOMENTUM,
+    TRAIN_NESTEROV,
+    TRAIN_DECAY,
+    TRAIN_CLIP,
+    TRAIN_CKPT,
+    TRAIN_EVERY,
+    TRAIN_RESUME,
+    TRAIN_LOG,
     TRAIN_OUT
 };
 static const option train_opts[] = {
-    [TRAIN_WEIGHTS] = {"-w", "W.safetensors", 1, "initial weights (replaced by the checkpoint's with --resume)"},
+    [TRAIN_WEIGHTS] = {"-w", "W.safetensors", 1,
+                       "initial weights (replaced by the checkpoint's with --resume)"},
     [TRAIN_IN] = {"-i", "X.npy", 1, "input sequences, time-major; T > seq_len is one long stream"},
     [TRAIN_TARGET] = {"-t", "TARGET.npy", 1, "targets of the loss"},
-    [TRAIN_STEPS] = {"--steps", "N", 0, "total optimizer steps, resumed ones included (default 100)"},
+    [TRAIN_STEPS] = {"--steps", "N", 0,
+                     "total optimizer steps, resumed ones included (default 100)"},
     [TRAIN_LR] = {"--lr", "R", 0, "learning rate (default 1e-3)"},
     [TRAIN_OPTIM] = {"--optim", "adam|adamw|sgd", 0, "optimizer, as torch.optim's (default adam)"},
     [TRAIN_MOMENTUM] = {"--momentum", "M", 0, "sgd: momentum (default 0)"},
     [TRAIN_NESTEROV] = {"--nesterov", NULL, 0, "sgd: Nesterov momentum (needs --momentum > 0)"},
-    [TRAIN_DECAY] = {"--weight-decay", "D", 0, "L2 penalty; decoupled for adamw (default 0, adamw 0.01)"},
+    [TRAIN_DECAY] = {"--weight-decay", "D", 0,
+                     "L2 penalty; decoupled for adamw (default 0, adamw 0.01)"},
     [TRAIN_CLIP] = {"--clip", "NORM", 0, "clip the gradient's global L2 norm to NORM"},
     [TRAIN_CKPT] = {"--checkpoint", "C.safetensors", 0, "save parameters and optimizer state here"},
     [TRAIN_EVERY] = {"--every", "K", 0, "checkpoint every K steps (default: at the end only)"},
     [TRAIN_RESUME] = {"--resume", NULL, 0, "continue from the checkpoint, bit for bit"},
-    [TRAIN_LOG] = {"--log-every", "K", 0, "progress line every K steps when stderr is not a terminal"},
+    [TRAIN_LOG] = {"--log-every", "K", 0,
+                   "progress line every K steps when stderr is not a terminal"},
     [TRAIN_OUT] = {"-o", "W2.safetensors", 1, "trained weights to write"},
 };
 
@@ -196,7 +212,8 @@ static const char *precision_name(const nnrt_model *m) {
 static void print_model(const nnrt_model *m, FILE *out) {
     fprintf(out, "model %s: isa %s, precision %s\n", m->name, m->isa, precision_name(m));
     fprintf(out, "  input %d, output %d, seq_len %d, batch %d, output at %s, loss %s\n", m->input,
-            m->output, m->seq_len, m->batch, m->output_last ? "last" : "all", loss_name(m->loss_kind));
+            m->output, m->seq_len, m->batch, m->output_last ? "last" : "all",
+            loss_name(m->loss_kind));
     fprintf(out, "  %zu parameters in %d tensors\n", m->num_params, m->num_tensors);
     fprintf(out, "  recurrent layers:\n");
     for (int k = 0; k < m->num_layers; k++)
@@ -399,9 +416,10 @@ static int check_input(const nnrt_model *m, const char *path, const nnrt_array *
     return 0;
 }
 
-/* Runs T steps from a zero state, seq_len steps at a time, carrying the state across chunks.
- * With output_last every chunk overwrites y, so the last chunk's output is what remains. */
-static int run_chunks(const nnrt_model *m, const void *params, void *state, void *work, int64_t T,
+/* Runs T steps from a zero state, seq_len steps at a time, carrying the state across chunks,
+ * with the packed weights. With output_last every chunk overwrites y, so the last chunk's output
+ * is what remains. */
+static int run_chunks(const nnrt_model *m, const void *weights, void *state, void *work, int64_t T,
                       const char *x, char *y) {
     size_t esize = nnrt_dtype_size(m->dtype);
     size_t x_step = (size_t)m->batch * (size_t)m->input * esize;
@@ -410,7 +428,7 @@ static int run_chunks(const nnrt_model *m, const void *params, void *state, void
     for (int64_t t0 = 0; t0 < T; t0 += m->seq_len) {
         int n = T - t0 < m->seq_len ? (int)(T - t0) : m->seq_len;
         int rc =
-            m->forward(params, state, work, n, x + (size_t)t0 * x_step, y + (size_t)t0 * y_step);
+            m->forward(weights, state, work, n, x + (size_t)t0 * x_step, y + (size_t)t0 * y_step);
         if (rc != NNRT_OK) return rc;
     }
     return NNRT_OK;
@@ -421,13 +439,14 @@ static int cmd_forward(const nnrt_model *m, const char *const *vals) {
     const char *wpath = vals[FWD_WEIGHTS], *xpath = vals[FWD_IN], *ypath = vals[FWD_OUT];
     nnrt_array x = {0}, y = {0};
     void *params = nnrt_alloc(m->params_bytes);
+    void *weights = nnrt_alloc(m->weights_bytes);
     void *state = nnrt_alloc(m->state_bytes);
     void *work = nnrt_alloc(m->work_bytes);
     int status = 0, rc;
 
-    if (!params || !state || !work) {
-        report("out of memory (%zu bytes of parameters, state and work)",
-               m->params_bytes + m->state_bytes + m->work_bytes);
+    if (!params || !weights || !state || !work) {
+        report("out of memory (%zu bytes of parameters, weights, state and work)",
+               m->params_bytes + m->weights_bytes + m->state_bytes + m->work_bytes);
         status = EXIT_USAGE;
         goto done;
     }
@@ -435,6 +454,7 @@ static int cmd_forward(const nnrt_model *m, const char *const *vals) {
         status = runtime_error(rc, wpath);
         goto done;
     }
+    m->pack(params, weights);
     if ((rc = nnrt_npy_read(xpath, &x)) != NNRT_OK) {
         status = runtime_error(rc, xpath);
         goto done;
@@ -461,7 +481,7 @@ static int cmd_forward(const nnrt_model *m, const char *const *vals) {
         status = EXIT_USAGE;
         goto done;
     }
-    if ((rc = run_chunks(m, params, state, work, T, x.data, y.data)) != NNRT_OK) {
+    if ((rc = run_chunks(m, weights, state, work, T, x.data, y.data)) != NNRT_OK) {
         status = runtime_error(rc, xpath);
         goto done;
     }
@@ -472,6 +492,7 @@ done:
     nnrt_array_free(&x);
     nnrt_free(work);
     nnrt_free(state);
+    nnrt_free(weights);
     nnrt_free(params);
     return status;
 }
@@ -533,11 +554,13 @@ static int check_target(const nnrt_model *m, const char *tpath, const char *xpat
     }
     if (!ce) {
         d->tdata = t->data;
-        d->t_step = m->output_last ? 0 : (size_t)m->batch * (size_t)m->output * nnrt_dtype_size(m->dtype);
+        d->t_step =
+            m->output_last ? 0 : (size_t)m->batch * (size_t)m->output * nnrt_dtype_size(m->dtype);
         return 0;
     }
     for (size_t i = 0; i < t->count; i++) {
-        int64_t v = t->dtype == NNRT_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
+        int64_t v =
+            t->dtype == NNRT_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
         if (v >= 0 && v < m->output) continue;
         char where[64];
         if (m->output_last)
@@ -553,7 +576,8 @@ static int check_target(const nnrt_model *m, const char *tpath, const char *xpat
             report("out of memory (%zu class indices)", t->count);
             return EXIT_USAGE;
         }
-        for (size_t i = 0; i < t->count; i++) d->classes[i] = (int32_t)((const int64_t *)t->data)[i];
+        for (size_t i = 0; i < t->count; i++)
+            d->classes[i] = (int32_t)((const int64_t *)t->data)[i];
         d->tdata = (const char *)d->classes;
     } else {
         d->tdata = t->data;
@@ -578,6 +602,7 @@ typedef struct session {
     const nnrt_model *m;
     dataset d;
     void *params, *grads, *state, *tape;
+    void *weights;   /* params packed for the forward: session_pack after every change */
     void *y, *dy;    /* outputs of one chunk and dloss/dy */
     int64_t nchunks; /* chunks of at most seq_len steps in X: 1 when T <= seq_len */
 } session;
@@ -588,14 +613,19 @@ static void session_close(session *s) {
     nnrt_free(s->y);
     nnrt_free(s->tape);
     nnrt_free(s->state);
+    nnrt_free(s->weights);
     nnrt_free(s->grads);
     nnrt_free(s->params);
 }
 
+/* The forward reads the packed weights, the backward the parameters: after loading or changing
+ * the parameters, pack them. */
+static void session_pack(session *s) { s->m->pack(s->params, s->weights); }
+
 /* Loads W, X and TARGET and allocates what a step needs. Prints what went wrong; returns 0 or
  * an exit code. s must be closed either way. */
-static int session_open(const nnrt_model *m, const char *wpath, const char *xpath, const char *tpath,
-                        session *s) {
+static int session_open(const nnrt_model *m, const char *wpath, const char *xpath,
+                        const char *tpath, session *s) {
     memset(s, 0, sizeof *s);
     s->m = m;
     if (!m->forward_train || !m->loss || !m->backward || m->tape_bytes == 0 ||
@@ -606,18 +636,22 @@ static int session_open(const nnrt_model *m, const char *wpath, const char *xpat
     size_t rows = (m->output_last ? 1 : (size_t)m->seq_len) * (size_t)m->batch;
     size_t ybytes = rows * (size_t)m->output * nnrt_dtype_size(m->dtype);
     s->params = nnrt_alloc(m->params_bytes);
+    s->weights = nnrt_alloc(m->weights_bytes);
     s->grads = nnrt_alloc(m->params_bytes);
     s->state = nnrt_alloc(m->state_bytes);
     s->tape = nnrt_alloc(m->tape_bytes);
     s->y = nnrt_alloc(ybytes);
     s->dy = nnrt_alloc(ybytes);
-    if (!s->params || !s->grads || !s->state || !s->tape || !s->y || !s->dy) {
-        report("out of memory (%zu bytes of parameters, gradients, state, tape and outputs)",
-               2 * m->params_bytes + m->state_bytes + m->tape_bytes + 2 * ybytes);
+    if (!s->params || !s->weights || !s->grads || !s->state || !s->tape || !s->y || !s->dy) {
+        report("out of memory (%zu bytes of parameters, weights, gradients, state, tape and "
+               "outputs)",
+               2 * m->params_bytes + m->weights_bytes + m->state_bytes + m->tape_bytes +
+                   2 * ybytes);
         return EXIT_USAGE;
     }
     int rc = nnrt_model_load(m, s->params, wpath);
     if (rc != NNRT_OK) return runtime_error(rc, wpath);
+    session_pack(s);
     int status = load_data(m, xpath, tpath, &s->d);
     if (status != 0) return status;
     s->nchunks = 1 + (s->d.T - 1) / m->seq_len;
@@ -633,7 +667,7 @@ static int run_chunk(session *s, int64_t c, int backward, double *loss, int *ste
     const char *x = (const char *)s->d.x.data + (size_t)t0 * s->d.x_step;
     const char *target = s->d.tdata + (size_t)t0 * s->d.t_step;
     if (steps) *steps = n;
-    int rc = m->forward_train(s->params, s->state, s->tape, n, x, s->y);
+    int rc = m->forward_train(s->weights, s->state, s->tape, n, x, s->y);
     if (rc == NNRT_OK) rc = m->loss(n, s->y, target, loss, backward ? s->dy : NULL);
     if (rc == NNRT_OK && backward && isfinite(*loss))
         rc = m->backward(s->params, s->tape, x, s->dy, s->grads, NULL);
@@ -669,10 +703,33 @@ static int all_finite(nnrt_dtype dtype, const void *p, size_t n) {
     return 1;
 }
 
+/* Names the first non-finite gradient element, by tensor and index, into buf. */
+static const char *describe_nonfinite(const nnrt_model *m, const void *grads, char *buf,
+                                      size_t size) {
+    snprintf(buf, size, "the gradient is not finite");
+    for (int k = 0; k < m->num_tensors; k++) {
+        const nnrt_param_desc *d = &m->tensors[k];
+        for (size_t i = 0; i < d->count; i++) {
+            double v = m->dtype == NNRT_F32 ? ((const float *)grads)[d->offset + i]
+                                            : ((const double *)grads)[d->offset + i];
+            if (isfinite(v)) continue;
+            if (d->ndim == 2)
+                snprintf(buf, size, "the gradient of %s is %s at [%zu, %zu]", d->name,
+                         nonfinite_name(v), i / (size_t)d->shape[1], i % (size_t)d->shape[1]);
+            else
+                snprintf(buf, size, "the gradient of %s is %s at [%zu]", d->name, nonfinite_name(v),
+                         i);
+            return buf;
+        }
+    }
+    return buf;
+}
+
 /* Target shapes of this model, for the help text. */
 static void explain_target(const nnrt_model *m, FILE *out, const char *T) {
     if (is_ce(m) && m->output_last)
-        fprintf(out, "TARGET is int32 or int64 class indices [%d] in 0..%d (output at the last step).\n",
+        fprintf(out,
+                "TARGET is int32 or int64 class indices [%d] in 0..%d (output at the last step).\n",
                 m->batch, m->output - 1);
     else if (is_ce(m))
         fprintf(out, "TARGET is int32 or int64 class indices [%s, %d] in 0..%d.\n", T, m->batch,
@@ -689,8 +746,10 @@ static void explain_grad(const nnrt_model *m, FILE *out) {
     fprintf(out, "X is %s [T, %d, %d] with 1 <= T <= %d: one sequence from the zero state.\n",
             nnrt_dtype_name(m->dtype), m->batch, m->input, m->seq_len);
     explain_target(m, out, "T");
-    fprintf(out, "Prints \"loss <value>\" (the mean loss) on stdout; G holds dloss/dW under the\n"
-                 "weights' tensor names and shapes. A NaN or infinite loss is an error.\n");
+    fprintf(out,
+            "Prints \"loss <value>\" (the mean loss) on stdout; G holds dloss/dW under the\n"
+            "weights' tensor names and shapes. A NaN or infinite loss or gradient is an error\n"
+            "(exit 1) that names the first bad gradient element; nothing is written.\n");
 }
 
 /* grad -w W.safetensors -i X.npy -t TARGET.npy -o G.safetensors */
@@ -714,6 +773,12 @@ static int cmd_grad(const nnrt_model *m, const char *const *vals) {
     }
     if (!isfinite(loss)) {
         report("loss is %s", nonfinite_name(loss));
+        status = EXIT_INPUT;
+        goto done;
+    }
+    if (!all_finite(m->dtype, s.grads, m->num_params)) {
+        char what[256];
+        report("%s (loss %.9g)", describe_nonfinite(m, s.grads, what, sizeof what), loss);
         status = EXIT_INPUT;
         goto done;
     }
@@ -851,36 +916,42 @@ static void progress_update(progress *p, int64_t step, double loss) {
 static int same_file(const char *a, const char *b) {
     struct stat sa, sb;
     if (strcmp(a, b) == 0) return 1;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 static void explain_train(const nnrt_model *m, FILE *out) {
     fprintf(out, "X is %s [T, %d, %d], T >= 1.\n", nnrt_dtype_name(m->dtype), m->batch, m->input);
     explain_target(m, out, "T");
-    fprintf(out,
-            "T <= %d: every step trains on the whole sequence from the zero state.\n", m->seq_len);
+    fprintf(out, "T <= %d: every step trains on the whole sequence from the zero state.\n",
+            m->seq_len);
     if (m->output_last)
         fprintf(out, "T > %d is an error: this model's output is at the last step only.\n",
                 m->seq_len);
     else
-        fprintf(out,
-                "T > %d: X is one long stream, trained with truncated BPTT: chunks of %d steps (the\n"
-                "last one shorter), the state carried from chunk to chunk with no gradient across,\n"
-                "the zero state again when the stream wraps; one optimizer step per chunk.\n",
-                m->seq_len, m->seq_len);
-    fprintf(out,
-            "\n"
-            "Each step: forward, loss, backward, optional clipping, the optimizer's update. A NaN\n"
-            "or infinite loss or gradient stops the run (exit 1) before the update; -o and the\n"
-            "checkpoint are never written with bad parameters.\n"
-            "\n"
-            "--steps is the total: --resume restores parameters, optimizer state and step count\n"
-            "from the checkpoint and continues up to N, so `train --steps 10` equals\n"
-            "`train --steps 6 --checkpoint C` followed by `train --steps 10 --checkpoint C --resume`\n"
-            "bit for bit. A stream also saves its carried state beside C, in C.stream.\n"
-            "\n"
-            "Progress goes to stderr. At the end \"final loss <value>\" on stdout: the loss of the\n"
-            "trained weights over all of X, from the zero state.\n");
+        fprintf(
+            out,
+            "T > %d: X is one long stream, trained with truncated BPTT: chunks of %d steps (the\n"
+            "last one shorter), the state carried from chunk to chunk with no gradient across,\n"
+            "the zero state again when the stream wraps; one optimizer step per chunk.\n",
+            m->seq_len, m->seq_len);
+    fprintf(
+        out,
+        "\n"
+        "Each step: forward, loss, backward, optional clipping, the optimizer's update. A NaN\n"
+        "or infinite loss or gradient stops the run (exit 1) before the update; -o and the\n"
+        "checkpoint are never written with bad parameters.\n"
+        "\n"
+        "--steps is the total: --resume restores parameters, optimizer state and step count\n"
+        "from the checkpoint and continues up to N, so `train --steps 10` equals\n"
+        "`train --steps 6 --checkpoint C` followed by `train --steps 10 --checkpoint C --resume`\n"
+        "bit for bit, given the same options: the checkpoint holds the optimizer's kind and\n"
+        "state but not its hyper-parameters. A stream also saves the state it carries from\n"
+        "chunk to chunk beside C, in C.stream, which resuming inside the stream needs.\n"
+        "Without --resume, a new run replaces C at its first save.\n"
+        "\n"
+        "Progress goes to stderr. At the end \"final loss <value>\" on stdout: the loss of the\n"
+        "trained weights over all of X, from the zero state.\n");
 }
 
 typedef struct train_config {
@@ -910,14 +981,16 @@ static int parse_train(const char *const *vals, train_config *c) {
     memset(c, 0, sizeof *c);
     c->steps = 100;
     c->optim = nnrt_optim_defaults(kind);
-    if (vals[TRAIN_STEPS] && parse_count("--steps", vals[TRAIN_STEPS], &c->steps)) return EXIT_USAGE;
+    if (vals[TRAIN_STEPS] && parse_count("--steps", vals[TRAIN_STEPS], &c->steps))
+        return EXIT_USAGE;
     if (vals[TRAIN_LR] && parse_real("--lr", vals[TRAIN_LR], 0, &c->optim.lr)) return EXIT_USAGE;
     for (int k = TRAIN_MOMENTUM; k <= TRAIN_NESTEROV; k++)
         if (vals[k] && kind != NNRT_OPT_SGD) {
             report("option %s applies to --optim sgd only", train_opts[k].flag);
             return EXIT_USAGE;
         }
-    if (vals[TRAIN_MOMENTUM] && parse_real("--momentum", vals[TRAIN_MOMENTUM], 0, &c->optim.momentum))
+    if (vals[TRAIN_MOMENTUM] &&
+        parse_real("--momentum", vals[TRAIN_MOMENTUM], 0, &c->optim.momentum))
         return EXIT_USAGE;
     if (vals[TRAIN_NESTEROV]) {
         if (!(c->optim.momentum > 0)) {
@@ -937,7 +1010,8 @@ static int parse_train(const char *const *vals, train_config *c) {
             report("option %s needs --checkpoint", train_opts[k].flag);
             return EXIT_USAGE;
         }
-    if (vals[TRAIN_EVERY] && parse_count("--every", vals[TRAIN_EVERY], &c->every)) return EXIT_USAGE;
+    if (vals[TRAIN_EVERY] && parse_count("--every", vals[TRAIN_EVERY], &c->every))
+        return EXIT_USAGE;
     if (vals[TRAIN_LOG] && parse_count("--log-every", vals[TRAIN_LOG], &c->log_every))
         return EXIT_USAGE;
     if (!vals[TRAIN_LOG]) c->log_every = c->steps / 20 + (c->steps % 20 != 0); /* ~20 lines */
@@ -1009,6 +1083,7 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
             status = runtime_error(rc, c.checkpoint);
             goto done;
         }
+        session_pack(&s);
         if (o.step > c.steps) {
             report("%s: the checkpoint is at step %" PRId64 ", past --steps %" PRId64
                    " (--steps counts all the steps, the resumed ones included)",
@@ -1041,14 +1116,17 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
             status = EXIT_INPUT;
             goto done;
         }
-        double norm = c.clip > 0 ? nnrt_clip_grad_norm(m->dtype, s.grads, m->num_params, c.clip)
-                                 : nnrt_grad_norm(m->dtype, s.grads, m->num_params);
-        if (!isfinite(norm)) {
-            report("step %" PRId64 ": the gradient is not finite (norm %g)", step, norm);
+        /* nnrt_clip_grad_norm leaves non-finite gradients as they are */
+        if (c.clip > 0) nnrt_clip_grad_norm(m->dtype, s.grads, m->num_params, c.clip);
+        if (!all_finite(m->dtype, s.grads, m->num_params)) {
+            char what[256];
+            report("step %" PRId64 ": %s (loss %.9g)", step,
+                   describe_nonfinite(m, s.grads, what, sizeof what), loss);
             status = EXIT_INPUT;
             goto done;
         }
         nnrt_optim_step(&o, s.params, s.grads);
+        session_pack(&s);
         if (o.step != step || !all_finite(m->dtype, s.params, m->num_params)) {
             if (o.step != step)
                 report("step %" PRId64 ": %s", step, nnrt_last_error());
@@ -1104,9 +1182,11 @@ int nnrt_driver_main(const nnrt_model *m, int argc, char **argv) {
                m->abi_version, NNRT_ABI_VERSION);
         return EXIT_USAGE;
     }
-    if ((m->dtype != NNRT_F32 && m->dtype != NNRT_F64) || m->seq_len < 1 || m->batch < 1) {
-        report("malformed model descriptor (dtype %d, seq_len %d, batch %d)", (int)m->dtype,
-               m->seq_len, m->batch);
+    if ((m->dtype != NNRT_F32 && m->dtype != NNRT_F64) || m->seq_len < 1 || m->batch < 1 ||
+        !m->pack || !m->reset || !m->forward) {
+        report("malformed model descriptor (dtype %d, seq_len %d, batch %d%s)", (int)m->dtype,
+               m->seq_len, m->batch,
+               !m->pack || !m->reset || !m->forward ? ", entry points missing" : "");
         return EXIT_USAGE;
     }
     if (argc < 2) {

@@ -1,6 +1,7 @@
-/* test_driver.c — the generic driver (runtime/nnrt_driver.c) against hand-written models.
+/* test_driver.c — the generic driver (runtime/nnrt_driver.c) against hand-written models, and
+ * its training commands (grad, train) against real generated models of the test registry.
  *
- * The models here are tiny and linear so every expected value can be worked out by hand:
+ * The hand-written models are tiny and linear so every expected value can be worked out by hand:
  *   h_t = W x_t + b + h_{t-1},  y_t = h_t        (input 2, output 2, batch 2, seq_len 3)
  * with W = rnn.weight_ih_l0 [2, 2] and b = rnn.bias_ih_l0 [2]. Variants: f32 with outputs at
  * every step, f32 with the output after the last step, f64, and one whose forward fails on its
@@ -9,7 +10,7 @@
  * The driver runs in-process with argv arrays; files live in a mkdtemp directory per test;
  * stdout and stderr are captured to assert on messages.
  */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp, dup, dup2 */
+#define _XOPEN_SOURCE 700 /* mkdtemp, dup, dup2, posix_openpt */
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "nnrt.h"
+#include "test_models.h"
 
 Suite *driver_suite(void);
 
@@ -43,6 +45,10 @@ static void st(void *p, size_t i, int f64, double v) {
     else
         ((float *)p)[i] = (float)v;
 }
+
+/* The tiny models' packed weights are a plain copy of the parameters. */
+static void tiny_pack_f32(const void *p, void *w) { memcpy(w, p, TINY_NPARAMS * sizeof(float)); }
+static void tiny_pack_f64(const void *p, void *w) { memcpy(w, p, TINY_NPARAMS * sizeof(double)); }
 
 static void tiny_reset_f32(void *state) { memset(state, 0, sizeof(float) * TINY_B * TINY_O); }
 static void tiny_reset_f64(void *state) { memset(state, 0, sizeof(double) * TINY_B * TINY_O); }
@@ -115,28 +121,28 @@ static const nnrt_param_desc tiny_tensors[] = {
     {"rnn.bias_ih_l0", 1, {TINY_O, 0}, TINY_BIAS, TINY_O, 0.70710678118654752},
 };
 
-#define TINY_MODEL(dt, real, last, seq, reset_fn, step_fn, forward_fn)                             \
+#define TINY_MODEL(dt, real, last, seq, reset_fn, pack_fn, step_fn, forward_fn)                    \
     {                                                                                              \
         .abi_version = NNRT_ABI_VERSION, .name = "tiny", .isa = "scalar", .dtype = dt,             \
         .input = TINY_I, .output = TINY_O, .seq_len = seq, .batch = TINY_B, .output_last = last,   \
-        .loss_kind = NNRT_LOSS_MSE, .num_layers = 1, .layers = tiny_layers, .num_heads = 0,             \
+        .loss_kind = NNRT_LOSS_MSE, .num_layers = 1, .layers = tiny_layers, .num_heads = 0,        \
         .heads = NULL, .num_params = TINY_NPARAMS, .num_tensors = 2, .tensors = tiny_tensors,      \
-        .params_bytes = TINY_NPARAMS * sizeof(real),                                               \
+        .params_bytes = TINY_NPARAMS * sizeof(real), .weights_bytes = TINY_NPARAMS * sizeof(real), \
         .state_bytes = TINY_B * TINY_O * sizeof(real),                                             \
-        .work_bytes = TINY_B * TINY_O * sizeof(real), .reset = reset_fn, .step = step_fn,          \
-        .forward = forward_fn                                                                      \
+        .work_bytes = TINY_B * TINY_O * sizeof(real), .reset = reset_fn, .pack = pack_fn,          \
+        .step = step_fn, .forward = forward_fn                                                     \
     }
 
-static const nnrt_model tiny =
-    TINY_MODEL(NNRT_F32, float, 0, TINY_SEQ, tiny_reset_f32, tiny_step_f32, tiny_forward_f32);
-static const nnrt_model tiny_last =
-    TINY_MODEL(NNRT_F32, float, 1, TINY_SEQ, tiny_reset_f32, tiny_step_f32, tiny_forward_f32_last);
-static const nnrt_model tiny64 =
-    TINY_MODEL(NNRT_F64, double, 0, TINY_SEQ, tiny_reset_f64, tiny_step_f64, tiny_forward_f64);
-static const nnrt_model tiny_fails =
-    TINY_MODEL(NNRT_F32, float, 0, TINY_SEQ, tiny_reset_f32, tiny_step_f32, tiny_forward_fails);
-static const nnrt_model tiny_long =
-    TINY_MODEL(NNRT_F32, float, 0, 16, tiny_reset_f32, tiny_step_f32, tiny_forward_long);
+static const nnrt_model tiny = TINY_MODEL(NNRT_F32, float, 0, TINY_SEQ, tiny_reset_f32,
+                                          tiny_pack_f32, tiny_step_f32, tiny_forward_f32);
+static const nnrt_model tiny_last = TINY_MODEL(NNRT_F32, float, 1, TINY_SEQ, tiny_reset_f32,
+                                               tiny_pack_f32, tiny_step_f32, tiny_forward_f32_last);
+static const nnrt_model tiny64 = TINY_MODEL(NNRT_F64, double, 0, TINY_SEQ, tiny_reset_f64,
+                                            tiny_pack_f64, tiny_step_f64, tiny_forward_f64);
+static const nnrt_model tiny_fails = TINY_MODEL(NNRT_F32, float, 0, TINY_SEQ, tiny_reset_f32,
+                                                tiny_pack_f32, tiny_step_f32, tiny_forward_fails);
+static const nnrt_model tiny_long = TINY_MODEL(NNRT_F32, float, 0, 16, tiny_reset_f32,
+                                               tiny_pack_f32, tiny_step_f32, tiny_forward_long);
 
 /* The recurrence in double over all T steps at once: y[T][B][O]. */
 static void reference(const double *params, int T, const double *x, double *y) {
@@ -176,11 +182,11 @@ static void teardown(void) {
     rmdir(tmpdir);
 }
 
-/* A path inside the test directory; the last 8 results stay valid. */
+/* A path inside the test directory; the last 16 results stay valid. */
 static const char *P(const char *name) {
-    static char ring[8][512];
+    static char ring[16][512];
     static int next;
-    char *p = ring[next++ % 8];
+    char *p = ring[next++ % 16];
     snprintf(p, sizeof ring[0], "%s/%s", tmpdir, name);
     return p;
 }
@@ -215,6 +221,7 @@ static int exists(const char *path) {
 }
 
 static char g_out[8192], g_err[8192]; /* what the last run printed */
+static int g_pty = -1; /* when >= 0: a pseudo-terminal master; run() gives stderr its slave */
 
 static void slurp(const char *path, char *buf, size_t size) {
     FILE *f = fopen(path, "rb");
@@ -245,7 +252,8 @@ static int run(const nnrt_model *m, ...) {
     fflush(stderr);
     int saved_out = dup(1), saved_err = dup(2);
     int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fe = g_pty >= 0 ? open(ptsname(g_pty), O_RDWR | O_NOCTTY)
+                        : open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ck_assert(saved_out >= 0 && saved_err >= 0 && fo >= 0 && fe >= 0);
     dup2(fo, 1);
     dup2(fe, 2);
@@ -259,7 +267,15 @@ static int run(const nnrt_model *m, ...) {
     close(saved_out);
     close(saved_err);
     slurp(out_path, g_out, sizeof g_out);
-    slurp(err_path, g_err, sizeof g_err);
+    if (g_pty < 0) {
+        slurp(err_path, g_err, sizeof g_err);
+        return rc;
+    }
+    size_t n = 0; /* the terminal's output: the master reads what stderr wrote, without blocking */
+    ssize_t got;
+    while (n < sizeof g_err - 1 && (got = read(g_pty, g_err + n, sizeof g_err - 1 - n)) > 0)
+        n += (size_t)got;
+    g_err[n] = '\0';
     return rc;
 }
 
@@ -514,7 +530,10 @@ START_TEST(test_usage_commands) {
     ck_assert_int_eq(run(&tiny, "frobnicate", NULL), 2);
     ASSERT_ERR_STARTS("unknown command 'frobnicate'");
     ck_assert_int_eq(run(&tiny, "Init", "-o", P("w.safetensors"), NULL), 2);
-    ck_assert_int_eq(run(&tiny, "grad", NULL), 2); /* not yet: comes with the backward pass */
+    ck_assert_int_eq(run(&tiny, "grad", NULL), 2);
+    ASSERT_ERR_STARTS("grad: missing -w W.safetensors");
+    ck_assert_int_eq(run(&tiny, "train", "-w", P("w.safetensors"), NULL), 2);
+    ASSERT_ERR_STARTS("train: missing -i X.npy");
     ck_assert_str_eq(listing(), "");
 }
 END_TEST
@@ -724,6 +743,883 @@ START_TEST(test_failure_keeps_existing_output) {
 }
 END_TEST
 
+/* ---- grad and train on generated models ---------------------------------------------------
+ * Real models from the test registry (tests/specs/grad are f64 with every loss and output_at;
+ * tests/specs/forward adds f32). Expected values come from the model's descriptor directly:
+ * the driver must do exactly what a program calling the descriptor would do, bit for bit. */
+
+static const nnrt_model *model_named(const char *name) {
+    for (int i = 0; i < rnnc_test_model_count; i++)
+        if (strcmp(rnnc_test_models[i]->name, name) == 0) return rnnc_test_models[i];
+    ck_abort_msg("test model %s is not in the registry", name);
+    return NULL;
+}
+
+static int is_ce(const nnrt_model *m) { return m->loss_kind == NNRT_LOSS_CROSS_ENTROPY; }
+
+static uint64_t lcg;
+
+static double urand(void) { /* [0, 1) */
+    lcg = lcg * 6364136223846793005u + 1442695040888963407u;
+    return (double)(lcg >> 11) / 9007199254740992.0;
+}
+
+/* X [T][B][I] in the model's dtype, uniform in [-1, 1). */
+static void write_model_x(const nnrt_model *m, const char *path, int64_t T, uint64_t seed) {
+    size_t n = (size_t)T * (size_t)m->batch * (size_t)m->input;
+    double *v = malloc(n * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    lcg = seed;
+    for (size_t i = 0; i < n; i++) v[i] = urand() * 2 - 1;
+    write_npy(path, m->dtype, 3, (int64_t[]){T, m->batch, m->input}, v);
+    free(v);
+}
+
+/* The shape of the target for T steps: [T][B][O], [T][B], [B][O] or [B]. */
+static int target_shape(const nnrt_model *m, int64_t T, int64_t *shape, size_t *count) {
+    int nd = 0;
+    if (!m->output_last) shape[nd++] = T;
+    shape[nd++] = m->batch;
+    if (!is_ce(m)) shape[nd++] = m->output;
+    *count = 1;
+    for (int k = 0; k < nd; k++) *count *= (size_t)shape[k];
+    return nd;
+}
+
+/* A target for T steps: class indices of dtype cdt for cross_entropy, otherwise the model's
+ * dtype, uniform in [-1, 1) for mse and [0, 1) for bce. */
+static void write_model_target(const nnrt_model *m, const char *path, int64_t T, nnrt_dtype cdt,
+                               uint64_t seed) {
+    int64_t shape[3];
+    size_t n;
+    int nd = target_shape(m, T, shape, &n);
+    double *v = malloc(n * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    lcg = seed;
+    for (size_t i = 0; i < n; i++) {
+        double u = urand();
+        v[i] = is_ce(m)                        ? (double)(int)(u * m->output)
+               : m->loss_kind == NNRT_LOSS_BCE ? u
+                                               : u * 2 - 1;
+    }
+    write_npy(path, is_ce(m) ? cdt : m->dtype, nd, shape, v);
+    free(v);
+}
+
+static nnrt_array read_npy(const char *path) {
+    nnrt_array a;
+    ck_assert_msg(nnrt_npy_read(path, &a) == NNRT_OK, "%s", nnrt_last_error());
+    return a;
+}
+
+/* The target as the loss takes it: int32 class indices (converted from int64), else as read. */
+static void *loss_target(const nnrt_model *m, const nnrt_array *t) {
+    size_t bytes = t->count * (is_ce(m) ? sizeof(int32_t) : nnrt_dtype_size(m->dtype));
+    void *out = nnrt_alloc(bytes);
+    ck_assert_ptr_nonnull(out);
+    if (t->dtype == NNRT_I64)
+        for (size_t i = 0; i < t->count; i++)
+            ((int32_t *)out)[i] = (int32_t)((const int64_t *)t->data)[i];
+    else
+        memcpy(out, t->data, bytes);
+    return out;
+}
+
+static void *read_params(const nnrt_model *m, const char *path) {
+    void *p = nnrt_alloc(m->params_bytes);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_msg(nnrt_model_load(m, p, path) == NNRT_OK, "%s", nnrt_last_error());
+    return p;
+}
+
+/* The whole file; *size receives its length. Free with free(). */
+static char *read_bytes(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        if (got == 0) break;
+        n += got;
+    }
+    fclose(f);
+    *size = n;
+    return buf;
+}
+
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *da = read_bytes(a, &na), *db = read_bytes(b, &nb);
+    int same = na == nb && memcmp(da, db, na) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+/* What the descriptor does by hand: the buffers of one chunk. */
+typedef struct hand {
+    const nnrt_model *m;
+    void *weights, *grads, *state, *tape, *y, *dy;
+    int64_t T, nchunks;
+    size_t x_step, t_step;
+} hand;
+
+static hand hand_open(const nnrt_model *m, int64_t T) {
+    size_t es = nnrt_dtype_size(m->dtype);
+    size_t ybytes =
+        (m->output_last ? 1 : (size_t)m->seq_len) * (size_t)m->batch * (size_t)m->output * es;
+    hand h = {m,
+              nnrt_alloc(m->weights_bytes),
+              nnrt_alloc(m->params_bytes),
+              nnrt_alloc(m->state_bytes),
+              nnrt_alloc(m->tape_bytes),
+              nnrt_alloc(ybytes),
+              nnrt_alloc(ybytes),
+              T,
+              1 + (T - 1) / m->seq_len,
+              (size_t)m->batch * (size_t)m->input * es,
+              m->output_last
+                  ? 0
+                  : (size_t)m->batch * (is_ce(m) ? sizeof(int32_t) : (size_t)m->output * es)};
+    ck_assert(h.weights && h.grads && h.state && h.tape && h.y && h.dy);
+    return h;
+}
+
+static void hand_close(hand *h) {
+    nnrt_free(h->weights);
+    nnrt_free(h->grads);
+    nnrt_free(h->state);
+    nnrt_free(h->tape);
+    nnrt_free(h->y);
+    nnrt_free(h->dy);
+}
+
+/* Chunk c from the current state: pack, forward_train, loss, and (with backward) the gradient
+ * into the zeroed h->grads. Returns the loss; *steps receives the chunk's length. */
+static double hand_chunk(hand *h, const void *params, const char *x, const char *target, int64_t c,
+                         int backward, int *steps) {
+    const nnrt_model *m = h->m;
+    int64_t t0 = c * m->seq_len;
+    int n = h->T - t0 < m->seq_len ? (int)(h->T - t0) : m->seq_len;
+    double loss;
+    x += (size_t)t0 * h->x_step;
+    target += (size_t)t0 * h->t_step;
+    m->pack(params, h->weights);
+    ck_assert_int_eq(m->forward_train(h->weights, h->state, h->tape, n, x, h->y), NNRT_OK);
+    ck_assert_int_eq(m->loss(n, h->y, target, &loss, backward ? h->dy : NULL), NNRT_OK);
+    if (backward) {
+        memset(h->grads, 0, m->params_bytes);
+        ck_assert_int_eq(m->backward(params, h->tape, x, h->dy, h->grads, NULL), NNRT_OK);
+    }
+    if (steps) *steps = n;
+    return loss;
+}
+
+/* The loss of params over all of X from the zero state, chunk by chunk: the mean over all terms. */
+static double hand_eval(hand *h, const void *params, const char *x, const char *target) {
+    h->m->reset(h->state);
+    if (h->nchunks == 1) return hand_chunk(h, params, x, target, 0, 0, NULL);
+    double sum = 0;
+    for (int64_t c = 0; c < h->nchunks; c++) {
+        int n;
+        double l = hand_chunk(h, params, x, target, c, 0, &n);
+        sum += l * n;
+    }
+    return sum / (double)h->T;
+}
+
+/* Training by hand as DESIGN.md describes it: one optimizer step per chunk, the state carried
+ * from chunk to chunk, the zero state when the stream wraps. Trains params in place and
+ * returns the final loss over all of X. */
+static double hand_train(const nnrt_model *m, void *params, const char *xpath, const char *tpath,
+                         int64_t steps, const nnrt_optim_config *cfg, double clip) {
+    nnrt_array x = read_npy(xpath), t = read_npy(tpath);
+    void *target = loss_target(m, &t);
+    hand h = hand_open(m, x.shape[0]);
+    nnrt_optim o;
+    ck_assert_msg(nnrt_optim_init(&o, cfg, m->dtype, m->num_params) == NNRT_OK, "%s",
+                  nnrt_last_error());
+    for (int64_t k = 0; k < steps; k++) {
+        int64_t c = k % h.nchunks;
+        if (c == 0) m->reset(h.state);
+        hand_chunk(&h, params, x.data, target, c, 1, NULL);
+        if (clip > 0) nnrt_clip_grad_norm(m->dtype, h.grads, m->num_params, clip);
+        nnrt_optim_step(&o, params, h.grads);
+    }
+    double final = hand_eval(&h, params, x.data, target);
+    nnrt_optim_free(&o);
+    hand_close(&h);
+    nnrt_free(target);
+    nnrt_array_free(&t);
+    nnrt_array_free(&x);
+    return final;
+}
+
+/* "<prefix><value>\n" as the driver prints a loss. */
+static const char *loss_line(const char *prefix, double loss) {
+    static char buf[128];
+    snprintf(buf, sizeof buf, "%s%.9g\n", prefix, loss);
+    return buf;
+}
+
+/* `M init --seed S -o W` */
+static void init_weights(const nnrt_model *m, const char *w, const char *seed) {
+    ck_assert_int_eq(run(m, "init", "--seed", seed, "-o", P(w), NULL), 0);
+}
+
+#define GRAD(m, w, x, t, g) run(m, "grad", "-w", P(w), "-i", P(x), "-t", P(t), "-o", P(g), NULL)
+
+/* grad's gradient file and printed loss against the descriptor, for T steps. */
+static void check_grad(const char *name, int64_t T, nnrt_dtype cdt, uint64_t seed) {
+    const nnrt_model *m = model_named(name);
+    char seedtext[24];
+    snprintf(seedtext, sizeof seedtext, "%llu", (unsigned long long)seed);
+    init_weights(m, "w.safetensors", seedtext);
+    write_model_x(m, P("x.npy"), T, seed * 3 + 1);
+    write_model_target(m, P("t.npy"), T, cdt, seed * 5 + 2);
+    ck_assert_msg(GRAD(m, "w.safetensors", "x.npy", "t.npy", "g.safetensors") == 0, "%s T=%lld: %s",
+                  name, (long long)T, g_err);
+    ck_assert_str_eq(g_err, "");
+
+    void *params = read_params(m, P("w.safetensors")), *got = read_params(m, P("g.safetensors"));
+    nnrt_array x = read_npy(P("x.npy")), t = read_npy(P("t.npy"));
+    void *target = loss_target(m, &t);
+    hand h = hand_open(m, T);
+    m->reset(h.state);
+    double loss = hand_chunk(&h, params, x.data, target, 0, 1, NULL);
+    ck_assert_msg(memcmp(got, h.grads, m->params_bytes) == 0, "%s T=%lld: gradients differ", name,
+                  (long long)T);
+    ck_assert_str_eq(g_out, loss_line("loss ", loss));
+    /* and the descriptor's loss is nnrt_loss's over the rows of y */
+    double direct;
+    size_t rows = (m->output_last ? 1 : (size_t)T) * (size_t)m->batch;
+    ck_assert_int_eq(nnrt_loss(m->loss_kind, m->dtype, rows, m->output, h.y, target, &direct, NULL),
+                     NNRT_OK);
+    ck_assert_str_eq(g_out, loss_line("loss ", direct));
+    ck_assert(loss > 0);
+    hand_close(&h);
+    nnrt_free(target);
+    nnrt_array_free(&t);
+    nnrt_array_free(&x);
+    nnrt_free(got);
+    nnrt_free(params);
+}
+
+START_TEST(test_grad_matches_descriptor) {
+    static const char *const names[] = {
+        "grad_lstm_mse_all",      "grad_gru_ce_last", "grad_rnn_tanh_bce_all", "grad_lstm_ce_all",
+        "grad_rnn_relu_mse_last", "fwd_lstm_all_f32", "fwd_gru_last_f32"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        const nnrt_model *m = model_named(names[k]);
+        check_grad(names[k], 1, NNRT_I32, k + 1);
+        check_grad(names[k], m->seq_len, NNRT_I64, k + 11);
+        check_grad(names[k], (m->seq_len + 1) / 2, NNRT_I32, k + 21);
+    }
+    ck_assert_str_eq(listing(), "g.safetensors t.npy w.safetensors x.npy");
+}
+END_TEST
+
+START_TEST(test_grad_int64_equals_int32) {
+    static const char *const names[] = {"grad_gru_ce_last", "grad_lstm_ce_all", "fwd_gru_last_f32"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        const nnrt_model *m = model_named(names[k]);
+        init_weights(m, "w.safetensors", "4");
+        write_model_x(m, P("x.npy"), m->seq_len, 99);
+        write_model_target(m, P("t32.npy"), m->seq_len, NNRT_I32, 7);
+        write_model_target(m, P("t64.npy"), m->seq_len, NNRT_I64, 7);
+        ck_assert_int_eq(GRAD(m, "w.safetensors", "x.npy", "t32.npy", "g32.safetensors"), 0);
+        char out32[256];
+        snprintf(out32, sizeof out32, "%.200s", g_out);
+        ck_assert_int_eq(GRAD(m, "w.safetensors", "x.npy", "t64.npy", "g64.safetensors"), 0);
+        ck_assert_str_eq(g_out, out32);
+        ck_assert(same_bytes(P("g32.safetensors"), P("g64.safetensors")));
+    }
+}
+END_TEST
+
+/* Expects exit code want and an error line containing text, and no output file. */
+#define ASSERT_FAILS(want, text, call)                                                             \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        ck_assert_msg(rc_ == (want), "exit %d, stderr: %s", rc_, g_err);                           \
+        ASSERT_ERR_HAS(": error: ");                                                               \
+        ASSERT_ERR_HAS(text);                                                                      \
+        ck_assert_str_eq(g_out, "");                                                               \
+    } while (0)
+
+START_TEST(test_grad_bad_input) {
+    const nnrt_model *mse = model_named("grad_lstm_mse_all");    /* f64, [T][B][O] = [T][2][2] */
+    const nnrt_model *ce_last = model_named("grad_gru_ce_last"); /* [B] = [2], 3 classes */
+    const nnrt_model *ce_all = model_named("grad_lstm_ce_all");
+    init_weights(mse, "mse.safetensors", "1");
+    init_weights(ce_last, "cel.safetensors", "1");
+    init_weights(ce_all, "cea.safetensors", "1");
+    write_model_x(mse, P("x3.npy"), 3, 1);
+    write_model_x(mse, P("x6.npy"), 6, 1);
+    write_model_target(mse, P("t6.npy"), 6, NNRT_I32, 1);
+    static const double vals[64];
+
+    /* wrong dtype */
+    write_npy(P("t.npy"), NNRT_F32, 3, (int64_t[]){3, 2, 2}, vals);
+    ASSERT_FAILS(1, "t.npy: expected dtype float64, the model's (loss mse), found float32",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_I64, 3, (int64_t[]){3, 2, 2}, vals);
+    ASSERT_FAILS(1, "found int64",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_F64, 1, (int64_t[]){2}, vals);
+    ASSERT_FAILS(
+        1, "t.npy: expected class indices, int32 or int64 (loss cross_entropy), found float64",
+        GRAD(ce_last, "cel.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    /* wrong shape */
+    write_npy(P("t.npy"), NNRT_F64, 3, (int64_t[]){4, 2, 2}, vals);
+    ASSERT_FAILS(1, "t.npy: expected shape [3, 2, 2] ([T, batch, output] with T = 3 as in ",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    ASSERT_ERR_HAS("x3.npy), found [4, 2, 2]");
+    write_npy(P("t.npy"), NNRT_F64, 3, (int64_t[]){3, 2, 3}, vals);
+    ASSERT_FAILS(1, "found [3, 2, 3]",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_F64, 2, (int64_t[]){6, 2}, vals);
+    ASSERT_FAILS(1, "found [6, 2]",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_I32, 2, (int64_t[]){3, 2}, vals);
+    ASSERT_FAILS(1,
+                 "t.npy: expected shape [2] ([batch] class indices: output at the last step only), "
+                 "found [3, 2]",
+                 GRAD(ce_last, "cel.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_I32, 1, (int64_t[]){2}, vals);
+    ASSERT_FAILS(1, "expected shape [3, 2] ([T, batch] class indices with T = 3 as in",
+                 GRAD(ce_all, "cea.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    /* class index out of range, named */
+    write_npy(P("t.npy"), NNRT_I32, 1, (int64_t[]){2}, (double[]){0, -1});
+    ASSERT_FAILS(1, "t.npy: target[1] = -1 is not a class index in 0..2",
+                 GRAD(ce_last, "cel.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    write_npy(P("t.npy"), NNRT_I64, 1, (int64_t[]){2}, (double[]){3, 0});
+    ASSERT_FAILS(1, "t.npy: target[0] = 3 is not a class index in 0..2",
+                 GRAD(ce_last, "cel.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    /* int64 beyond int32 must not wrap around into a valid class */
+    write_npy(P("t.npy"), NNRT_I64, 2, (int64_t[]){3, 2}, (double[]){0, 1, 2, 0, 1, 4294967297.0});
+    ASSERT_FAILS(1, "t.npy: target[2][1] = 4294967297 is not a class index in 0..",
+                 GRAD(ce_all, "cea.safetensors", "x3.npy", "t.npy", "g.safetensors"));
+    /* T larger than seq_len: suggests train */
+    ASSERT_FAILS(1, "x6.npy: T = 6 steps is more than seq_len 5: grad takes one sequence",
+                 GRAD(mse, "mse.safetensors", "x6.npy", "t6.npy", "g.safetensors"));
+    ASSERT_ERR_HAS("use 'train' for truncated BPTT");
+    /* X of the wrong dtype, weights of another model */
+    write_npy(P("x32.npy"), NNRT_F32, 3, (int64_t[]){3, 2, 3}, vals);
+    ASSERT_FAILS(1, "x32.npy: expected dtype float64, found float32",
+                 GRAD(mse, "mse.safetensors", "x32.npy", "t6.npy", "g.safetensors"));
+    write_model_target(mse, P("t3.npy"), 3, NNRT_I32, 1);
+    ASSERT_FAILS(1, "cel.safetensors",
+                 GRAD(mse, "cel.safetensors", "x3.npy", "t3.npy", "g.safetensors"));
+    /* NaN in the data: in the target, the loss is nan */
+    double tnan[3 * 2 * 2] = {0};
+    tnan[5] = NAN;
+    write_npy(P("tnan.npy"), NNRT_F64, 3, (int64_t[]){3, 2, 2}, tnan);
+    ASSERT_FAILS(1, "error: loss is nan",
+                 GRAD(mse, "mse.safetensors", "x3.npy", "tnan.npy", "g.safetensors"));
+    /* in X, the relu of the first head layer hides it from the loss, not from the gradient,
+     * which names the first bad element */
+    double xnan[3 * 2 * 3] = {0};
+    xnan[4] = NAN; /* x[0][1][1] */
+    write_npy(P("xnan.npy"), NNRT_F64, 3, (int64_t[]){3, 2, 3}, xnan);
+    ASSERT_FAILS(1, "error: the gradient of rnn.weight_ih_l0 is nan at [0, 0] (loss ",
+                 GRAD(mse, "mse.safetensors", "xnan.npy", "t3.npy", "g.safetensors"));
+    /* usage */
+    ck_assert_int_eq(run(mse, "grad", "-w", P("mse.safetensors"), "-i", P("x3.npy"), "-o",
+                         P("g.safetensors"), NULL),
+                     2);
+    ASSERT_ERR_HAS("grad: missing -t TARGET.npy");
+    /* a model without training entry points (the hand-written tiny one) */
+    write_known_weights(P("tiny.safetensors"), NNRT_F32);
+    write_npy(P("tx.npy"), NNRT_F32, 3, (int64_t[]){2, TINY_B, TINY_I}, known_x);
+    write_npy(P("ty.npy"), NNRT_F32, 3, (int64_t[]){2, TINY_B, TINY_O}, known_y);
+    ASSERT_FAILS(2, "model tiny has no training entry points",
+                 GRAD(&tiny, "tiny.safetensors", "tx.npy", "ty.npy", "g.safetensors"));
+    ck_assert(!exists(P("g.safetensors")));
+}
+END_TEST
+
+/* ---- train ---------------------------------------------------------------------------------- */
+
+/* `M train -w W -i X -t T -o OUT [more options...]`: up to 12 more arguments, NULL-terminated. */
+#define TRAIN(m, w, x, t, out, ...)                                                                \
+    run(m, "train", "-w", P(w), "-i", P(x), "-t", P(t), "-o", P(out), __VA_ARGS__)
+
+START_TEST(test_train_reduces_loss) {
+    /* Learnable: the target at each step is half the first two input features. */
+    const nnrt_model *m =
+        model_named("fwd_gru_all_f32"); /* input 5, output 2, seq_len 9, batch 2 */
+    enum { T = 9 };
+    double x[T * 2 * 5], t[T * 2 * 2];
+    lcg = 12345;
+    for (int i = 0; i < T * 2 * 5; i++) x[i] = urand() * 2 - 1;
+    for (int r = 0; r < T * 2; r++)
+        for (int o = 0; o < 2; o++) t[r * 2 + o] = (float)(0.5 * (float)x[r * 5 + o]);
+    write_npy(P("x.npy"), NNRT_F32, 3, (int64_t[]){T, 2, 5}, x);
+    write_npy(P("t.npy"), NNRT_F32, 3, (int64_t[]){T, 2, 2}, t);
+    init_weights(m, "w.safetensors", "5");
+    ck_assert_int_eq(GRAD(m, "w.safetensors", "x.npy", "t.npy", "g.safetensors"), 0);
+    double before = strtod(g_out + strlen("loss "), NULL);
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--steps", "300",
+                           "--lr", "0.01", NULL),
+                     0);
+    ck_assert_msg(strncmp(g_out, "final loss ", 11) == 0, "stdout: %s", g_out);
+    double after = strtod(g_out + strlen("final loss "), NULL);
+    ck_assert_msg(after < 0.1 * before, "loss %g -> %g", before, after);
+    /* the final loss is the trained weights' loss over X: what grad reports for them */
+    char final[128];
+    snprintf(final, sizeof final, "%.100s", g_out + strlen("final "));
+    ck_assert_int_eq(GRAD(m, "w2.safetensors", "x.npy", "t.npy", "g2.safetensors"), 0);
+    ck_assert_str_eq(g_out, final);
+    /* and the run equals training by hand through the descriptor */
+    void *params = read_params(m, P("w.safetensors")), *got = read_params(m, P("w2.safetensors"));
+    nnrt_optim_config cfg = nnrt_optim_defaults(NNRT_OPT_ADAM);
+    cfg.lr = 0.01;
+    double hand_loss = hand_train(m, params, P("x.npy"), P("t.npy"), 300, &cfg, 0);
+    ck_assert_str_eq(final, loss_line("loss ", hand_loss));
+    ck_assert(memcmp(params, got, m->params_bytes) == 0);
+    nnrt_free(got);
+    nnrt_free(params);
+}
+END_TEST
+
+/* train with the given options (NULL-terminated) against hand_train with cfg and clip. */
+static void check_train_by_hand(const char *name, int64_t T, nnrt_dtype cdt, int64_t steps,
+                                const nnrt_optim_config *cfg, double clip, ...) {
+    const nnrt_model *m = model_named(name);
+    init_weights(m, "w.safetensors", "9");
+    write_model_x(m, P("x.npy"), T, 77);
+    write_model_target(m, P("t.npy"), T, cdt, 78);
+    char *argv_extra[16] = {0};
+    int n = 0;
+    va_list ap;
+    va_start(ap, clip);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 15) argv_extra[n++] = (char *)a;
+    va_end(ap);
+    argv_extra[n] = NULL;
+    char steps_text[24];
+    snprintf(steps_text, sizeof steps_text, "%lld", (long long)steps);
+    ck_assert_int_le(n, 12);
+    int rc = run(m, "train", "-w", P("w.safetensors"), "-i", P("x.npy"), "-t", P("t.npy"), "-o",
+                 P("w2.safetensors"), "--steps", steps_text, argv_extra[0], argv_extra[1],
+                 argv_extra[2], argv_extra[3], argv_extra[4], argv_extra[5], argv_extra[6],
+                 argv_extra[7], argv_extra[8], argv_extra[9], argv_extra[10], argv_extra[11], NULL);
+    ck_assert_msg(rc == 0, "%s: %s", name, g_err);
+    void *params = read_params(m, P("w.safetensors")), *got = read_params(m, P("w2.safetensors"));
+    double final = hand_train(m, params, P("x.npy"), P("t.npy"), steps, cfg, clip);
+    ck_assert_str_eq(g_out, loss_line("final loss ", final));
+    ck_assert_msg(memcmp(params, got, m->params_bytes) == 0, "%s: parameters differ", name);
+    nnrt_free(got);
+    nnrt_free(params);
+}
+
+START_TEST(test_train_tbptt_by_hand) {
+    nnrt_optim_config adam = nnrt_optim_defaults(NNRT_OPT_ADAM);
+    adam.lr = 0.01;
+    /* seq_len 5, T 13: chunks of 5, 5 and 3; 8 steps wrap the stream twice */
+    check_train_by_hand("grad_rnn_tanh_bce_all", 13, NNRT_I32, 8, &adam, 0, "--lr", "0.01", NULL);
+    check_train_by_hand("grad_lstm_ce_all", 11, NNRT_I64, 7, &adam, 0, "--lr", "0.01", NULL);
+    /* f32, seq_len 9, T 20: chunks of 9, 9 and 2; SGD with Nesterov, weight decay and clipping */
+    nnrt_optim_config sgd = nnrt_optim_defaults(NNRT_OPT_SGD);
+    sgd.lr = 0.05, sgd.momentum = 0.9, sgd.nesterov = 1, sgd.weight_decay = 0.01;
+    check_train_by_hand("fwd_lstm_all_f32", 20, NNRT_I32, 7, &sgd, 0.5, "--optim", "sgd", "--lr",
+                        "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.01",
+                        "--clip", "0.5", NULL);
+    /* T a multiple of seq_len: chunks of 5 and 5 */
+    nnrt_optim_config adamw = nnrt_optim_defaults(NNRT_OPT_ADAMW);
+    check_train_by_hand("grad_gru_mse_all", 10, NNRT_I32, 5, &adamw, 0, "--optim", "adamw", NULL);
+    /* T <= seq_len: every step on the whole sequence from the zero state, output_last too */
+    check_train_by_hand("grad_gru_ce_last", 4, NNRT_I64, 6, &adam, 0, "--lr", "0.01", NULL);
+    check_train_by_hand("fwd_gru_last_f32", 9, NNRT_I32, 3, &adam, 1e-3, "--clip", "1e-3", "--lr",
+                        "0.01", NULL);
+}
+END_TEST
+
+/* Runs `train --steps N` straight and split at `split` with --resume, for the given extra
+ * options (at most 6), and checks both end bit for bit the same. */
+static void check_resume(const char *name, int64_t T, int64_t split, int64_t steps,
+                         const char *const *opts) {
+    const nnrt_model *m = model_named(name);
+    init_weights(m, "w.safetensors", "3");
+    write_model_x(m, P("x.npy"), T, 5);
+    write_model_target(m, P("t.npy"), T, NNRT_I64, 6);
+    char s_split[24], s_steps[24];
+    snprintf(s_split, sizeof s_split, "%lld", (long long)split);
+    snprintf(s_steps, sizeof s_steps, "%lld", (long long)steps);
+    const char *o[6] = {0};
+    for (int k = 0; k < 6 && opts[k]; k++) o[k] = opts[k];
+
+    unlink(P("c.safetensors"));
+    unlink(P("c.safetensors.stream"));
+    ck_assert_msg(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "full.safetensors", "--steps",
+                        s_steps, "--checkpoint", P("full_ckpt.safetensors"), o[0], o[1], o[2], o[3],
+                        o[4], o[5], NULL) == 0,
+                  "%s", g_err);
+    char full_out[128];
+    snprintf(full_out, sizeof full_out, "%.100s", g_out);
+    ck_assert_msg(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "a.safetensors", "--steps", s_split,
+                        "--checkpoint", P("c.safetensors"), o[0], o[1], o[2], o[3], o[4], o[5],
+                        NULL) == 0,
+                  "%s", g_err);
+    ck_assert_msg(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "b.safetensors", "--steps", s_steps,
+                        "--checkpoint", P("c.safetensors"), "--resume", o[0], o[1], o[2], o[3],
+                        o[4], o[5], NULL) == 0,
+                  "%s", g_err);
+    ck_assert_str_eq(g_out, full_out);
+    ck_assert_msg(same_bytes(P("full.safetensors"), P("b.safetensors")), "%s: weights differ",
+                  name);
+    ck_assert_msg(same_bytes(P("full_ckpt.safetensors"), P("c.safetensors")),
+                  "%s: checkpoints differ", name);
+    /* the resumed run started from the checkpoint, not from -w: a's weights differ from b's */
+    ck_assert(!same_bytes(P("a.safetensors"), P("b.safetensors")));
+}
+
+START_TEST(test_train_resume_bitwise) {
+    /* whole sequences */
+    check_resume("grad_lstm_mse_all", 4, 6, 10, (const char *const[]){NULL});
+    check_resume("fwd_lstm_all_f32", 9, 3, 7,
+                 (const char *const[]){"--optim", "sgd", "--momentum", "0.9", "--clip", "0.1"});
+    check_resume("grad_gru_ce_last", 5, 2, 5, (const char *const[]){"--optim", "adamw", NULL});
+    /* a stream of 12 steps in chunks of 5, 5, 2: stopped inside the stream, at a wrap, and
+     * with checkpoints along the way */
+    check_resume("grad_gru_mse_all", 12, 4, 7, (const char *const[]){"--lr", "0.01", NULL});
+    check_resume("grad_gru_mse_all", 12, 3, 7, (const char *const[]){"--lr", "0.01", NULL});
+    check_resume("grad_rnn_tanh_ce_all", 12, 5, 11,
+                 (const char *const[]){"--every", "2", "--optim", "sgd", "--momentum", "0.5"});
+    ck_assert(exists(P("c.safetensors.stream")));
+}
+END_TEST
+
+START_TEST(test_train_resume_at_end) {
+    /* resuming a finished run trains no further: same weights, same final loss */
+    const nnrt_model *m = model_named("grad_rnn_relu_mse_all");
+    init_weights(m, "w.safetensors", "1");
+    write_model_x(m, P("x.npy"), 4, 1);
+    write_model_target(m, P("t.npy"), 4, NNRT_I32, 2);
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "a.safetensors", "--steps", "3",
+                           "--checkpoint", P("c.safetensors"), NULL),
+                     0);
+    char out[128];
+    snprintf(out, sizeof out, "%.100s", g_out);
+    size_t n;
+    char *before = read_bytes(P("c.safetensors"), &n);
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "b.safetensors", "--steps", "3",
+                           "--checkpoint", P("c.safetensors"), "--resume", NULL),
+                     0);
+    ck_assert_str_eq(g_out, out);
+    ck_assert_str_eq(g_err, "");
+    ck_assert(same_bytes(P("a.safetensors"), P("b.safetensors")));
+    size_t n2;
+    char *after = read_bytes(P("c.safetensors"), &n2);
+    ck_assert(n == n2 && memcmp(before, after, n) == 0);
+    free(before);
+    free(after);
+    /* past the end: an error naming the step */
+    ASSERT_FAILS(1, "c.safetensors: the checkpoint is at step 3, past --steps 2",
+                 TRAIN(m, "w.safetensors", "x.npy", "t.npy", "d.safetensors", "--steps", "2",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    ASSERT_ERR_HAS("--steps counts all the steps");
+    ck_assert(!exists(P("d.safetensors")));
+}
+END_TEST
+
+/* A stream of 12 steps in chunks of 5 (grad_gru_mse_all) whose second chunk holds a NaN. */
+START_TEST(test_train_nan_stops) {
+    const nnrt_model *m = model_named("grad_gru_mse_all");
+    init_weights(m, "w.safetensors", "2");
+    write_model_target(m, P("t.npy"), 12, NNRT_I32, 3);
+    nnrt_array t;
+    write_model_x(m, P("x.npy"), 12, 4);
+    t = read_npy(P("t.npy"));
+    ((double *)t.data)[7 * 2 * 2 + 3] = NAN; /* t 7, b 1, o 1: chunk 2 */
+    ck_assert_int_eq(nnrt_npy_write(P("tnan.npy"), &t), NNRT_OK);
+    nnrt_array_free(&t);
+
+    int rc = TRAIN(m, "w.safetensors", "x.npy", "tnan.npy", "w2.safetensors", "--steps", "5",
+                   "--checkpoint", P("c.safetensors"), "--every", "1", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(g_err, "step 1/5 loss ") == g_err, "stderr: %s", g_err);
+    ck_assert_msg(strstr(g_err, "\ngrad_gru_mse_all: error: step 2: loss is nan\n") != NULL,
+                  "stderr: %s", g_err);
+    ck_assert_str_eq(g_out, "");
+    ck_assert(!exists(P("w2.safetensors")));
+    /* the checkpoint is step 1's, as training by hand gives it */
+    nnrt_optim o;
+    nnrt_optim_config cfg = nnrt_optim_defaults(NNRT_OPT_ADAM);
+    ck_assert_int_eq(nnrt_optim_init(&o, &cfg, m->dtype, m->num_params), NNRT_OK);
+    void *ckpt = nnrt_alloc(m->params_bytes), *params = read_params(m, P("w.safetensors"));
+    ck_assert_msg(nnrt_checkpoint_load(P("c.safetensors"), m, ckpt, &o) == NNRT_OK, "%s",
+                  nnrt_last_error());
+    ck_assert_int_eq(o.step, 1);
+    hand_train(m, params, P("x.npy"), P("tnan.npy"), 1, &cfg, 0);
+    ck_assert(memcmp(params, ckpt, m->params_bytes) == 0);
+    nnrt_optim_free(&o);
+    nnrt_free(ckpt);
+    nnrt_free(params);
+
+    /* resuming on the bad data fails at once and leaves the last good checkpoint as it was */
+    size_t n, n2;
+    char *before = read_bytes(P("c.safetensors"), &n);
+    ASSERT_FAILS(1, "error: step 2: loss is nan",
+                 TRAIN(m, "w.safetensors", "x.npy", "tnan.npy", "w2.safetensors", "--steps", "5",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    char *after = read_bytes(P("c.safetensors"), &n2);
+    ck_assert(n == n2 && memcmp(before, after, n) == 0);
+    free(after);
+    ck_assert(!exists(P("w2.safetensors")));
+
+    /* NaN in X, hidden from the loss by a relu in the head, not from the gradient */
+    nnrt_array x = read_npy(P("x.npy"));
+    ((double *)x.data)[7 * 2 * 3 + 4] = NAN; /* t 7, b 1, i 1: chunk 2 */
+    ck_assert_int_eq(nnrt_npy_write(P("xnan.npy"), &x), NNRT_OK);
+    nnrt_array_free(&x);
+    ASSERT_FAILS(1, "error: step 2: the gradient of rnn.weight_ih_l0 is nan at [0, 0] (loss ",
+                 TRAIN(m, "w.safetensors", "xnan.npy", "t.npy", "w2.safetensors", "--steps", "5",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    after = read_bytes(P("c.safetensors"), &n2);
+    ck_assert(n == n2 && memcmp(before, after, n) == 0);
+    free(after);
+    free(before);
+
+    /* an infinite target on a whole sequence: step 1 */
+    write_model_x(m, P("x5.npy"), 5, 4);
+    write_model_target(m, P("t5.npy"), 5, NNRT_I32, 3);
+    double tv[5 * 2 * 2] = {0};
+    tv[3] = INFINITY;
+    write_npy(P("tinf.npy"), NNRT_F64, 3, (int64_t[]){5, 2, 2}, tv);
+    ASSERT_FAILS(
+        1, "error: step 1: loss is inf",
+        TRAIN(m, "w.safetensors", "x5.npy", "tinf.npy", "w2.safetensors", "--steps", "5", NULL));
+    /* a learning rate that blows the parameters up */
+    ASSERT_FAILS(
+        1, "error: step 1: the update made the parameters non-finite (lower --lr",
+        TRAIN(m, "w.safetensors", "x5.npy", "t5.npy", "w2.safetensors", "--lr", "1e308", NULL));
+    ck_assert(!exists(P("w2.safetensors")));
+    ck_assert_str_eq(listing(), "c.safetensors c.safetensors.stream t.npy t5.npy tinf.npy "
+                                "tnan.npy w.safetensors x.npy x5.npy xnan.npy");
+}
+END_TEST
+
+START_TEST(test_train_bad_options) {
+    const nnrt_model *m = model_named("grad_lstm_mse_all");
+    init_weights(m, "w.safetensors", "1");
+    write_model_x(m, P("x.npy"), 3, 1);
+    write_model_target(m, P("t.npy"), 3, NNRT_I32, 1);
+#define BAD(text, ...)                                                                             \
+    ASSERT_FAILS(2, text,                                                                          \
+                 TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", __VA_ARGS__, NULL))
+    BAD("option --optim: expected adam, adamw or sgd, found 'rmsprop'", "--optim", "rmsprop");
+    BAD("option --optim: expected adam, adamw or sgd, found 'Adam'", "--optim", "Adam");
+    static const char *const bad_counts[] = {"0",   "-1", "+1",  "1.5",  "",
+                                             "abc", " 1", "1e3", "0x10", "9223372036854775808"};
+    for (size_t k = 0; k < sizeof bad_counts / sizeof bad_counts[0]; k++) {
+        BAD("option --steps: expected a positive integer, found '", "--steps", bad_counts[k]);
+        BAD("option --log-every: expected a positive integer", "--log-every", bad_counts[k]);
+        BAD("option --every: expected a positive integer", "--every", bad_counts[k], "--checkpoint",
+            P("c.safetensors"));
+    }
+    static const char *const bad_reals[] = {"-1",    "-0.1", "+1", "",      "nan",  "inf", "1e",
+                                            "0x1p3", " 1",   "1 ", "1e999", "1..2", "e5",  "1,5"};
+    for (size_t k = 0; k < sizeof bad_reals / sizeof bad_reals[0]; k++) {
+        BAD("option --lr: expected a finite number >= 0, found '", "--lr", bad_reals[k]);
+        BAD("option --weight-decay: expected a finite number >= 0", "--weight-decay", bad_reals[k]);
+        BAD("option --clip: expected a finite number > 0", "--clip", bad_reals[k]);
+        BAD("option --momentum: expected a finite number >= 0", "--optim", "sgd", "--momentum",
+            bad_reals[k]);
+    }
+    BAD("option --clip: expected a finite number > 0, found '0'", "--clip", "0");
+    BAD("option --momentum applies to --optim sgd only", "--momentum", "0.9");
+    BAD("option --nesterov applies to --optim sgd only", "--optim", "adamw", "--nesterov");
+    BAD("option --nesterov needs --momentum > 0", "--optim", "sgd", "--nesterov");
+    BAD("option --nesterov needs --momentum > 0", "--optim", "sgd", "--nesterov", "--momentum",
+        "0");
+    BAD("option --every needs --checkpoint", "--every", "2");
+    BAD("option --resume needs --checkpoint", "--resume");
+    BAD("-o and --checkpoint name the same file", "--checkpoint", P("w2.safetensors"));
+    BAD("train: unexpected argument '1'", "--nesterov", "1");
+    BAD("train: option --steps given twice", "--steps", "1", "--steps", "2");
+    BAD("train: unknown option '--epochs'", "--epochs", "3");
+    BAD("train: option --lr needs a value", "--lr");
+#undef BAD
+    ck_assert_int_eq(run(m, "train", "-w", P("w.safetensors"), "-i", P("x.npy"), "-o",
+                         P("w2.safetensors"), NULL),
+                     2);
+    ASSERT_ERR_HAS("train: missing -t TARGET.npy");
+    ASSERT_ERR_HAS(
+        "usage: grad_lstm_mse_all train -w W.safetensors -i X.npy -t TARGET.npy [--steps N]");
+    ck_assert_str_eq(listing(), "t.npy w.safetensors x.npy");
+}
+END_TEST
+
+START_TEST(test_train_bad_input) {
+    const nnrt_model *last = model_named("grad_lstm_mse_last"); /* seq_len 5 */
+    init_weights(last, "wl.safetensors", "1");
+    write_model_x(last, P("xl.npy"), 6, 1);
+    write_model_target(last, P("tl.npy"), 6, NNRT_I32, 1);
+    ASSERT_FAILS(1,
+                 "xl.npy: T = 6 steps is more than seq_len 5, and this model's output is at the "
+                 "last step only",
+                 TRAIN(last, "wl.safetensors", "xl.npy", "tl.npy", "w2.safetensors", NULL));
+    ASSERT_ERR_HAS("needs output_at = \"all\"");
+
+    const nnrt_model *m = model_named("grad_gru_mse_all"); /* seq_len 5 */
+    init_weights(m, "w.safetensors", "1");
+    write_model_x(m, P("x.npy"), 12, 1);
+    write_model_target(m, P("t.npy"), 12, NNRT_I32, 1);
+    write_model_target(m, P("t11.npy"), 11, NNRT_I32, 1);
+    ASSERT_FAILS(1, "t11.npy: expected shape [12, 2, 2]",
+                 TRAIN(m, "w.safetensors", "x.npy", "t11.npy", "w2.safetensors", NULL));
+    ASSERT_FAILS(1, "nope.safetensors",
+                 TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--checkpoint",
+                       P("nope.safetensors"), "--resume", NULL));
+    /* an Adam checkpoint resumed with SGD */
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--steps", "2",
+                           "--checkpoint", P("c.safetensors"), NULL),
+                     0);
+    ASSERT_FAILS(1, "c.safetensors: the checkpoint holds the state of Adam",
+                 TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w3.safetensors", "--steps", "4",
+                       "--checkpoint", P("c.safetensors"), "--resume", "--optim", "sgd", NULL));
+    /* step 2 is inside the stream: resuming needs the carried state, for this stream */
+    ck_assert_int_eq(rename(P("c.safetensors.stream"), P("saved.stream")), 0);
+    ASSERT_FAILS(1, "resuming at step 2, inside the stream, needs the carried state",
+                 TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w3.safetensors", "--steps", "4",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    ASSERT_ERR_HAS("c.safetensors.stream");
+    ck_assert_int_eq(rename(P("saved.stream"), P("c.safetensors.stream")), 0);
+    write_model_x(m, P("x13.npy"), 13, 1);
+    write_model_target(m, P("t13.npy"), 13, NNRT_I32, 1);
+    ASSERT_FAILS(1, "c.safetensors.stream: saved for a stream of 12 steps, but ",
+                 TRAIN(m, "w.safetensors", "x13.npy", "t13.npy", "w3.safetensors", "--steps", "4",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    ASSERT_ERR_HAS("x13.npy has 13");
+    ck_assert(!exists(P("w3.safetensors")));
+    /* a checkpoint of another model */
+    write_model_x(last, P("xl5.npy"), 5, 1);
+    write_model_target(last, P("tl5.npy"), 5, NNRT_I32, 1);
+    ASSERT_FAILS(1, "c.safetensors",
+                 TRAIN(last, "wl.safetensors", "xl5.npy", "tl5.npy", "w3.safetensors",
+                       "--checkpoint", P("c.safetensors"), "--resume", NULL));
+    ck_assert(!exists(P("w3.safetensors")));
+}
+END_TEST
+
+/* The progress lines on a non-terminal stderr, and stdout holding the final loss only. */
+START_TEST(test_train_progress) {
+    const nnrt_model *m = model_named("grad_rnn_tanh_mse_all");
+    init_weights(m, "w.safetensors", "1");
+    write_model_x(m, P("x.npy"), 5, 1);
+    write_model_target(m, P("t.npy"), 5, NNRT_I32, 1);
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--steps", "7",
+                           "--log-every", "3", NULL),
+                     0);
+    const char *want[] = {"step 3/7 loss ", "step 6/7 loss ", "step 7/7 loss "};
+    const char *line = g_err;
+    for (int k = 0; k < 3; k++) {
+        ck_assert_msg(strncmp(line, want[k], strlen(want[k])) == 0, "stderr: %s", g_err);
+        const char *end = strchr(line, '\n');
+        ck_assert_ptr_nonnull(end);
+        ck_assert_msg(end - line > 9 && strncmp(end - 8, " steps/s", 8) == 0, "stderr: %s", g_err);
+        line = end + 1;
+    }
+    ck_assert_str_eq(line, "");
+    ck_assert_msg(strncmp(g_out, "final loss ", 11) == 0 &&
+                      strchr(g_out, '\n') == g_out + strlen(g_out) - 1,
+                  "stdout: %s", g_out);
+    /* default: about 20 lines */
+    ck_assert_int_eq(
+        TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--steps", "50", NULL), 0);
+    int lines = 0;
+    for (const char *p = g_err; *p; p++) lines += *p == '\n';
+    ck_assert_int_eq(lines, 17); /* every 3 steps, and at step 50 */
+    ck_assert_ptr_nonnull(strstr(g_err, "step 3/50 loss "));
+    ck_assert_ptr_nonnull(strstr(g_err, "step 48/50 loss "));
+    ck_assert_ptr_nonnull(strstr(g_err, "step 50/50 loss "));
+}
+END_TEST
+
+/* On a terminal: one line redrawn in place, finished by a newline; an error starts on a line of
+ * its own. The terminal turns each "\n" into "\r\n". */
+START_TEST(test_train_progress_terminal) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) {
+        if (master >= 0) close(master);
+        return; /* no pseudo-terminals here: nothing to test */
+    }
+    int hold = open(ptsname(master), O_RDWR | O_NOCTTY); /* keeps the terminal open between runs */
+    ck_assert_int_ge(hold, 0);
+    ck_assert_int_eq(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+    g_pty = master;
+
+    const nnrt_model *m = model_named("grad_gru_mse_all"); /* seq_len 5 */
+    init_weights(m, "w.safetensors", "1");
+    write_model_x(m, P("x.npy"), 5, 1);
+    write_model_target(m, P("t.npy"), 5, NNRT_I32, 1);
+    ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "w2.safetensors", "--steps", "3",
+                           "--log-every", "1", NULL),
+                     0);
+    ck_assert_msg(strncmp(g_err, "\rstep 1/3 [", 11) == 0, "terminal: %s", g_err);
+    const char *last = strstr(g_err, "\rstep 3/3 [####################] loss ");
+    ck_assert_msg(last != NULL, "terminal: %s", g_err);
+    ck_assert_ptr_nonnull(strstr(last, " steps/s  ETA "));
+    ck_assert_msg(strstr(last, "\033[K\r\n") == last + strlen(last) - 5, "terminal: %s", g_err);
+    ck_assert_ptr_eq(strchr(g_err, '\n'), g_err + strlen(g_err) - 1); /* one line */
+    ck_assert_ptr_null(strstr(g_err, "step 1/3 loss"));               /* no plain lines */
+    ck_assert_msg(strncmp(g_out, "final loss ", 11) == 0, "stdout: %s", g_out);
+
+    /* a NaN at step 2 of a stream: the error follows the progress line on a new line */
+    write_model_x(m, P("x12.npy"), 12, 1);
+    nnrt_array t;
+    write_model_target(m, P("t12.npy"), 12, NNRT_I32, 1);
+    t = read_npy(P("t12.npy"));
+    ((double *)t.data)[6 * 2 * 2] = NAN;
+    ck_assert_int_eq(nnrt_npy_write(P("t12.npy"), &t), NNRT_OK);
+    nnrt_array_free(&t);
+    ck_assert_int_eq(
+        TRAIN(m, "w.safetensors", "x12.npy", "t12.npy", "w2.safetensors", "--steps", "3", NULL), 1);
+    ck_assert_msg(strncmp(g_err, "\rstep 1/3 [", 11) == 0, "terminal: %s", g_err);
+    ck_assert_msg(strstr(g_err, "\033[K\r\ngrad_gru_mse_all: error: step 2: loss is nan\r\n") !=
+                      NULL,
+                  "terminal: %s", g_err);
+
+    g_pty = -1;
+    close(hold);
+    close(master);
+}
+END_TEST
+
+START_TEST(test_train_help) {
+    const nnrt_model *m = model_named("grad_lstm_mse_all");
+    ck_assert_int_eq(run(m, "--help", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(g_out, "grad_lstm_mse_all grad -w W.safetensors -i X.npy -t "
+                                        "TARGET.npy -o G.safetensors"));
+    ck_assert_ptr_nonnull(strstr(
+        g_out,
+        "grad_lstm_mse_all train -w W.safetensors -i X.npy -t TARGET.npy [--steps N] [--lr R] "
+        "[--optim adam|adamw|sgd] [--momentum M] [--nesterov] [--weight-decay D] [--clip NORM] "
+        "[--checkpoint C.safetensors] [--every K] [--resume] [--log-every K] -o W2.safetensors"));
+    ck_assert_int_eq(run(m, "train", "--help", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(g_out, "TARGET is float64 [T, 2, 2], loss mse."));
+    ck_assert_ptr_nonnull(strstr(g_out, "--steps is the total"));
+    ck_assert_ptr_nonnull(
+        strstr(g_out, "T > 5: X is one long stream, trained with truncated BPTT"));
+    ck_assert_int_eq(run(model_named("grad_gru_ce_last"), "grad", "-h", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(g_out, "X is float64 [T, 2, 3] with 1 <= T <= 5"));
+    ck_assert_ptr_nonnull(strstr(
+        g_out, "TARGET is int32 or int64 class indices [2] in 0..2 (output at the last step)."));
+    ck_assert_int_eq(run(model_named("grad_gru_ce_last"), "train", "-h", NULL), 0);
+    ck_assert_ptr_nonnull(
+        strstr(g_out, "T > 5 is an error: this model's output is at the last step only."));
+    ck_assert_str_eq(listing(), "");
+}
+END_TEST
+
 /* ---- suite ----------------------------------------------------------------------------------- */
 
 static TCase *tcase(const char *name) {
@@ -770,6 +1666,29 @@ Suite *driver_suite(void) {
 
     tc = tcase("atomic");
     tcase_add_test(tc, test_failure_keeps_existing_output);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("grad");
+    tcase_add_test(tc, test_grad_matches_descriptor);
+    tcase_add_test(tc, test_grad_int64_equals_int32);
+    tcase_add_test(tc, test_grad_bad_input);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("train");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_train_reduces_loss);
+    tcase_add_test(tc, test_train_tbptt_by_hand);
+    tcase_add_test(tc, test_train_resume_bitwise);
+    tcase_add_test(tc, test_train_resume_at_end);
+    tcase_add_test(tc, test_train_nan_stops);
+    tcase_add_test(tc, test_train_progress);
+    tcase_add_test(tc, test_train_progress_terminal);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("train_errors");
+    tcase_add_test(tc, test_train_bad_options);
+    tcase_add_test(tc, test_train_bad_input);
+    tcase_add_test(tc, test_train_help);
     suite_add_tcase(s, tc);
 
     return s;
