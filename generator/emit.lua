@@ -276,8 +276,8 @@ local function forward_body(ctx, container)
     elseif L.cell == "lstm" then
       if is_train then
         add("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
-        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, h);", names.update_train, GHp,
-          L.index, B, Hp)
+        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h);",
+          names.update_train, GHp, L.index, B, Hp, L.index, B, Hp)
       else
         add("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h);", names.update_infer, GHp, c, c)
       end

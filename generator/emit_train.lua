@@ -51,7 +51,10 @@ function M.tape_fields(ctx)
     field("gates" .. l, rows .. " * " .. GHp, string.format("[T*B][%d] %s", GHp,
       L.cell == "rnn" and "pre-activations" or L.cell == "lstm" and "gate activations i,f,g,o" or "r, z, n"))
     field("hs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] outputs h_t", Hp))
-    if L.cell == "lstm" then field("cs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] cell states c_t", Hp)) end
+    if L.cell == "lstm" then
+      field("cs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] cell states c_t", Hp))
+      field("tanh_cs" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] tanh(c_t), so the backward need not recompute it", Hp))
+    end
     if L.cell == "gru" then field("hn" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] W_hn h_{t-1} + b_hn", Hp)) end
   end
   local head_rows = spec.output_at == "last" and B or rows
@@ -208,7 +211,7 @@ function M.backward_body(ctx)
     elseif L.cell == "lstm" then
       add("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
       table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
-      table.insert(args, string.format("tape->cs%d + row * %d", l, Hp))
+      table.insert(args, string.format("tape->tanh_cs%d + row * %d", l, Hp))
       table.insert(args, "c_prev")
       table.insert(args, string.format("tape->carry_c + (size_t)b * %d", Hp))
     else

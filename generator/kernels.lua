@@ -206,6 +206,7 @@ function M.cell_update(ctx, name, L, mode)
   elseif L.cell == "lstm" then
     table.insert(params, string.format("const %s *c_prev", real))
     table.insert(params, string.format("%s *c", real))
+    if mode == "train" then table.insert(params, string.format("%s *restrict tanh_c", real)) end
   end
   table.insert(params, string.format("%s *h", real))
   local out = {
@@ -241,8 +242,10 @@ function M.cell_update(ctx, name, L, mode)
       add("const %s gate_o = %s_sigmoid(%s);", vec, P, B.load(p, at("pre", 3)))
       add("const %s c_new = %s;", vec, B.fma(p, "gate_f", vload(ctx, row_at("c_prev"), last, L.tail), B.mul(p, "gate_i", "gate_g")))
       add("%s", vstore(ctx, row_at("c"), "c_new", last, L.tail))
-      add("%s", vstore(ctx, row_at("h"), B.mul(p, "gate_o", P .. "_tanh(c_new)"), last, L.tail))
+      add("const %s tc = %s_tanh(c_new);", vec, P)
+      add("%s", vstore(ctx, row_at("h"), B.mul(p, "gate_o", "tc"), last, L.tail))
       if mode == "train" then
+        add("%s", B.store(p, row_at("tanh_c"), "tc") .. "; /* kept for the backward */")
         for g, gate in ipairs({ "i", "f", "g", "o" }) do add("%s", B.store(p, at("pre", g - 1), "gate_" .. gate) .. ";") end
       end
     end
@@ -256,7 +259,8 @@ end
 -- One row of one step back through time: from dh = dh_out + carry (dL/dh_t) to the gradients of
 -- the gate pre-activations; the exact reverse of cell_update. Pointers (padded rows, dh_out may
 -- be the caller's unpadded dy):
---   rnn: h (the output); lstm: gates (i,f,g,o), c, c_prev, carry_c (in: dL/dc_t, out: dL/dc_{t-1});
+--   rnn: h (the output); lstm: gates (i,f,g,o), tanh_c (tanh(c_t), kept by the forward), c_prev,
+--         carry_c (in: dL/dc_t, out: dL/dc_{t-1});
 --   gru: gates (r,z,n), hn, h_prev, dhn (out), carry (out: z*dh, the direct path);
 --   dgates (out): [G][Hp].
 function M.cell_backward(ctx, name, L)
@@ -267,7 +271,7 @@ function M.cell_backward(ctx, name, L)
     table.insert(params, string.format("const %s *restrict h", real))
   elseif L.cell == "lstm" then
     table.insert(params, string.format("const %s *restrict gates", real))
-    table.insert(params, string.format("const %s *restrict c", real))
+    table.insert(params, string.format("const %s *restrict tanh_c", real))
     table.insert(params, string.format("const %s *c_prev", real))
     table.insert(params, string.format("%s *restrict carry_c", real))
   else
@@ -296,13 +300,13 @@ function M.cell_backward(ctx, name, L)
     elseif L.cell == "lstm" then
       add("const %s gate_i = %s, gate_f = %s;", vec, B.load(p, at("gates", 0)), B.load(p, at("gates", 1)))
       add("const %s gate_g = %s, gate_o = %s;", vec, B.load(p, at("gates", 2)), B.load(p, at("gates", 3)))
-      add("const %s tanh_c = %s_tanh(%s);", vec, P, B.load(p, row_at("c")))
-      add("const %s dc = %s;", vec, B.fma(p, B.mul(p, "dh", "gate_o"), B.sub(p, one, B.mul(p, "tanh_c", "tanh_c")), B.load(p, row_at("carry_c"))))
+      add("const %s tc = %s;", vec, B.load(p, row_at("tanh_c")))
+      add("const %s dc = %s;", vec, B.fma(p, B.mul(p, "dh", "gate_o"), B.sub(p, one, B.mul(p, "tc", "tc")), B.load(p, row_at("carry_c"))))
       add("%s", B.store(p, at("dgates", 0), B.mul(p, B.mul(p, "dc", "gate_g"), B.mul(p, "gate_i", B.sub(p, one, "gate_i")))) .. ";")
       add("%s", B.store(p, at("dgates", 1), B.mul(p, B.mul(p, "dc", vload(ctx, row_at("c_prev"), last, L.tail)),
         B.mul(p, "gate_f", B.sub(p, one, "gate_f")))) .. ";")
       add("%s", B.store(p, at("dgates", 2), B.mul(p, B.mul(p, "dc", "gate_i"), B.sub(p, one, B.mul(p, "gate_g", "gate_g")))) .. ";")
-      add("%s", B.store(p, at("dgates", 3), B.mul(p, B.mul(p, "dh", "tanh_c"), B.mul(p, "gate_o", B.sub(p, one, "gate_o")))) .. ";")
+      add("%s", B.store(p, at("dgates", 3), B.mul(p, B.mul(p, "dh", "tc"), B.mul(p, "gate_o", B.sub(p, one, "gate_o")))) .. ";")
       add("%s", B.store(p, row_at("carry_c"), B.mul(p, "dc", "gate_f")) .. ";")
     else
       add("const %s r = %s, z = %s, n = %s;", vec, B.load(p, at("gates", 0)), B.load(p, at("gates", 1)), B.load(p, at("gates", 2)))
