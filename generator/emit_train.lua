@@ -90,8 +90,11 @@ end
 local function weight_gradient(ctx, name, G, H, Hp, K, comment)
   local KB, ktail = k_shape(K, ctx.V)
   local mr, nk = backward_blocking(ctx.B.registers, KB, 4)
+  -- Row chunks whose x fits in half of L1 (what the machine reports; 32 KiB if unknown).
+  local l1 = ctx.plan.machine.l1d or 32768
+  local chunk = math.max(8, (l1 // 2) // (K * ctx.real_bytes))
   return kernels.weight_gradient(ctx, { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail, mr = mr, nk = nk,
-    comment = comment })
+    chunk = chunk, comment = comment })
 end
 
 function M.layer_kernels(ctx, L, text)

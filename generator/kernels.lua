@@ -19,23 +19,35 @@ local join = cgen.join
 -- ---- Blocking ----------------------------------------------------------------------------------
 
 -- Register blocking of a forward product: rb rows of the input x jb unit blocks x G gates of
--- accumulators, within the backend's registers (leaving room for the broadcast inputs and a
--- weight vector); for latency, at least 8 independent accumulators where the sizes allow.
+-- accumulators. Chosen by a small cost model of one k step of the loop: it takes at least the FMA
+-- latency (4 cycles: each accumulator is one dependency chain), and at least the time to issue
+-- its multiply-adds (2 per cycle) and its loads (weights and input broadcasts, 2 per cycle). Rows
+-- left over after the full blocks of rb run one at a time, unit blocks left over in a smaller
+-- group; the cost counts them, so a block shape that divides the work evenly wins.
 function M.forward_blocking(regs, G, NB, rows_hint)
-  local budget = regs - 4
-  local best = { rb = 1, jb = 1, score = -1 }
-  for rb = 1, math.min(rows_hint, 6) do
-    for jb = 1, math.min(NB, 4) do
-      local accs = rb * jb * G
-      if accs + rb <= budget then
-        -- Prefer more accumulators (reuse of each weight across rows, and of each input across
-        -- units), then fewer rows (streaming steps have few).
-        local score = math.min(accs, 16) * 10 + rb
-        if score > best.score then best = { rb = rb, jb = jb, score = score } end
+  local function k_cycles(rb, jb)
+    if jb == 0 or rb == 0 then return 0 end
+    return math.max(4, rb * jb * G / 2, (jb * G + rb) / 2)
+  end
+  local function cost(rb, jb)
+    local full_rows, rest_rows = rows_hint // rb, rows_hint % rb
+    local full_units, rest_units = NB // jb, NB % jb
+    return full_rows * (full_units * k_cycles(rb, jb) + k_cycles(rb, rest_units))
+      + rest_rows * (full_units * k_cycles(1, jb) + k_cycles(1, rest_units))
+  end
+  local best, best_cost = { 1, 1 }, math.huge
+  for rb = 1, math.min(rows_hint, 8) do
+    for jb = 1, math.min(NB, 8) do
+      if rb * jb * G + rb + 2 <= regs then -- accumulators, broadcast inputs, a weight vector
+        -- Ties go to the larger block: each weight and input loaded once serves more FMAs.
+        local c = cost(rb, jb)
+        if c < best_cost - 1e-9 or (c < best_cost + 1e-9 and rb * jb > best[1] * best[2]) then
+          best, best_cost = { rb, jb }, c
+        end
       end
     end
   end
-  return best.rb, best.jb
+  return best[1], best[2]
 end
 
 -- ---- Small helpers -----------------------------------------------------------------------------
@@ -387,11 +399,13 @@ function M.transposed_product(ctx, k)
   return join(out)
 end
 
--- The k vectors of a row split into groups of at most k.nk, the tail vector (if any) last.
+-- The k vectors of a row split into groups of at most k.nk, as even as possible (a small last
+-- group would leave too few accumulators to hide the FMA latency), the tail vector (if any) last.
 function M.k_groups(k)
+  local count = (k.KB + k.nk - 1) // k.nk
   local groups, kb = {}, 0
-  while kb < k.KB do
-    local nk = math.min(k.nk, k.KB - kb)
+  for i = 1, count do
+    local nk = (k.KB - kb) // (count - i + 1)
     table.insert(groups, { kb0 = tostring(kb), nk = nk, tail = k.ktail > 0 and kb + nk == k.KB })
     kb = kb + nk
   end
@@ -400,7 +414,9 @@ end
 
 -- dw[r][k] += sum over rows n of dg[n][g*Hp + j] * x[n][k] (r = g*H + j): a weight gradient, one
 -- product over every timestep and sequence, vectorised over k; dw is canonical [G*H][K].
---   k: { name, G, H, Hp, K, KB, ktail, mr (weight rows per block), nk, comment }
+-- The rows go in chunks of `chunk` whose inputs stay in L1 while every weight row's block
+-- accumulates over them; without the chunks each block would stream all of x from L2 again.
+--   k: { name, G, H, Hp, K, KB, ktail, mr (weight rows per block), nk, chunk, comment }
 function M.weight_gradient(ctx, k)
   local B, p, vec, real = ctx.B, ctx.p, ctx.vec, ctx.real
   local V = ctx.V
@@ -409,13 +425,16 @@ function M.weight_gradient(ctx, k)
     string.format("static void %s(int rows, const %s *restrict dg, int ldg, const %s *restrict x, int ldx, %s *restrict dw)",
       k.name, real, real, real),
     "{",
+    string.format("    for (int n0 = 0; n0 < rows; n0 += %d) { /* %d rows of x: %d bytes, L1-resident */", k.chunk, k.chunk,
+      k.chunk * k.K * ctx.real_bytes),
+    string.format("    const int n1 = rows - n0 < %d ? rows : n0 + %d;", k.chunk, k.chunk),
     string.format("    for (int g = 0; g < %d; ++g) {", k.G),
   }
   local function block(indent, mr, kb0, nk, tail)
     for m = 0, mr - 1 do
       for v = 0, nk - 1 do table.insert(out, string.format("%s%s acc%d_%d = %s;", indent, vec, m, v, B.zero(p))) end
     end
-    table.insert(out, string.format("%sfor (int n = 0; n < rows; ++n) {", indent))
+    table.insert(out, string.format("%sfor (int n = n0; n < n1; ++n) {", indent))
     for v = 0, nk - 1 do
       local addr = string.format("x + (size_t)n * ldx + (%s + %d) * %d", kb0, v, V)
       table.insert(out, string.format("%s    const %s x%d = %s;", indent, vec, v,
@@ -454,6 +473,7 @@ function M.weight_gradient(ctx, k)
   end
   rows_part(0, main, k.mr)
   rows_part(main, k.H, 1)
+  table.insert(out, "    }")
   table.insert(out, "    }")
   table.insert(out, "}")
   return join(out)
