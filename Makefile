@@ -2,8 +2,10 @@
 #
 # make            build rnnc and the runtime (build/rnnc, build/libnnrt.a)
 # make demo       generate, build and run the sine example
+# make bench      rnnc vs oneDNN vs PyTorch vs the machine's limits (QUICK=1: a smoke test)
 # make test       the whole test suite (Check), PyTorch conformance included
 # make sanitize   the same suite under AddressSanitizer and UndefinedBehaviorSanitizer
+# make test-neon  the ISA suite for NEON, cross-compiled for AArch64 and run under qemu
 # make install    install rnnc, nnrt.h and libnnrt.a under PREFIX
 # V=1 shows full commands.
 
@@ -119,15 +121,76 @@ $(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) runtime/nnrt.h
 	$(call say,CC,$@)
 	$(Q)$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-$(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registry.o $(BUILD)/libnnrt.a
+# The ISA suite (tests/test_isa.c): every spec under tests/specs/isa is generated for the scalar
+# backend under its own name and for each of ISA_VARIANTS as <name>_<isa>, each compiled with its
+# ISA's flags; tests/gen_isa_registry.sh lists the (scalar, variant, isa) pairs the suite compares.
+ISA_SPECS := $(wildcard tests/specs/isa/*.lua)
+ISA_NAMES := $(basename $(notdir $(ISA_SPECS)))
+ISA_VARIANTS := sse4 avx2 avx512
+ISA_GEN = $(TEST_GEN)/isa
+ISA_OBJECTS = $(BUILD)/tests/isa/registry.o $(patsubst %,$(BUILD)/tests/isa/%.o,$(ISA_NAMES) \
+	$(foreach isa,$(ISA_VARIANTS),$(addsuffix _$(isa),$(ISA_NAMES))))
+
+$(ISA_GEN)/%.c: tests/specs/isa/%.lua $(BUILD)/rnnc
+	$(call say,GEN,$@)
+	$(Q)$(BUILD)/rnnc generate $< -o $(ISA_GEN) --isa scalar >/dev/null
+
+$(BUILD)/tests/isa/%.o: $(ISA_GEN)/%.c
+	@mkdir -p $(BUILD)/tests/isa
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -I$(ISA_GEN) -c $< -o $@
+
+# Per variant ISA: generate <name>_<isa>.c and compile it with that ISA's flags (a shorter stem than
+# the scalar rules above, so make prefers these).
+define isa_variant_rules
+$$(ISA_GEN)/%_$(1).c: tests/specs/isa/%.lua $$(BUILD)/rnnc
+	$$(call say,GEN,$$@)
+	$$(Q)$$(BUILD)/rnnc generate $$< -o $$(ISA_GEN) --isa $(1) --name $$*_$(1) >/dev/null
+
+$$(BUILD)/tests/isa/%_$(1).o: $$(ISA_GEN)/%_$(1).c
+	@mkdir -p $$(BUILD)/tests/isa
+	$$(call say,CC,$$@)
+	$$(Q)$$(CC) $$(CFLAGS_ALL) $$(ISA_CFLAGS_$(1)) -Iruntime -I$$(ISA_GEN) -c $$< -o $$@
+endef
+$(foreach isa,$(ISA_VARIANTS),$(eval $(call isa_variant_rules,$(isa))))
+
+# Rewritten only when its text changes (ISA_VARIANTS may differ between calls).
+$(ISA_GEN)/registry.c: tests/gen_isa_registry.sh $(ISA_SPECS) FORCE
+	@mkdir -p $(ISA_GEN)
+	$(Q)sh tests/gen_isa_registry.sh "$(ISA_VARIANTS)" $(ISA_NAMES) > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else printf '  %-5s %s\n' GEN $@; mv $@.tmp $@; fi
+
+$(BUILD)/tests/isa/registry.o: $(ISA_GEN)/registry.c tests/isa_models.h
+	@mkdir -p $(BUILD)/tests/isa
+	$(Q)$(CC) $(CFLAGS_ALL) -Iruntime -Itests -c $< -o $@
+
+$(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registry.o $(ISA_OBJECTS) $(BUILD)/libnnrt.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
+
+# A runner of the ISA suite alone (what test-neon runs under qemu), for work on a backend.
+$(BUILD)/run_isa_tests: tests/isa/run_isa_tests.c $(BUILD)/tests/test_isa.o $(BUILD)/tests/reference.o \
+		$(ISA_OBJECTS) $(BUILD)/libnnrt.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(TEST_CFLAGS) $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
 
 # Build and run the whole suite (installs missing packages when root).
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/run_tests
 	$(call say,TEST,$(BUILD)/run_tests)
 	$(Q)$(BUILD)/run_tests
+
+# Only the ISA suite: every SIMD backend this CPU has against the scalar one.
+test-isa: deps-test
+	@$(MAKE) --no-print-directory all $(BUILD)/run_isa_tests
+	$(call say,TEST,$(BUILD)/run_isa_tests)
+	$(Q)$(BUILD)/run_isa_tests
+
+# The ISA suite for NEON: cross-compiled for AArch64 and run under qemu-aarch64 (installs the
+# cross toolchain, qemu and the arm64 libraries when root).
+test-neon: deps-build
+	@$(MAKE) --no-print-directory all
+	$(Q)BUILD='$(BUILD)' V='$(V)' sh scripts/test_neon.sh
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (separate build tree).
 sanitize: deps-test
@@ -146,6 +209,10 @@ deps-demo:
 deps-test:
 	@sh scripts/deps.sh test
 
+deps-bench:
+	@sh scripts/deps.sh bench
+	@sh scripts/deps.sh bench-optional
+
 # ---- Demo -------------------------------------------------------------------------------------
 # Generate, build, train and run the sine example end to end (a plot when gnuplot is there).
 demo: deps-demo
@@ -157,10 +224,22 @@ examples: deps-build
 	@$(MAKE) --no-print-directory all
 	$(Q)for e in sine adding charlm classify; do $(MAKE) --no-print-directory -C examples/$$e run || exit 1; done
 
+# ---- Benchmarks -------------------------------------------------------------------------------
+# rnnc (every ISA) vs oneDNN vs PyTorch vs the machine's limits: table, out/bench/ (QUICK=1: smoke test).
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory -C bench build $(BENCH_VARS) $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
+	$(Q)$(MAKE) --no-print-directory -C bench run $(BENCH_VARS)
+
+BENCH_VARS = BUILD=$(abspath $(BUILD)) QUICK=$(or $(QUICK),0) V=$(V) $(if $(CONFIGS),CONFIGS="$(CONFIGS)") \
+	$(if $(ISAS),ISAS="$(ISAS)") $(if $(RUNS),RUNS=$(RUNS))
+NPROC = $(shell nproc 2>/dev/null || echo 1)
+
 # Remove everything built or generated.
 clean:
 	rm -rf $(BUILD) out/tests out/sine out/adding out/charlm out/classify out/bench
 
-.PHONY: all install test sanitize demo examples clean deps-build deps-demo deps-test
+.PHONY: all install test test-isa test-neon sanitize demo examples bench clean deps-build deps-demo deps-test deps-bench FORCE
+FORCE:
 .DELETE_ON_ERROR:
 .SECONDARY:

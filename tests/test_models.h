@@ -1,6 +1,6 @@
-/* test_models.h — every model generated from tests/specs/forward and tests/specs/torch.
+/* test_models.h — every model generated from tests/specs/forward, torch and grad.
  *
- * The definitions live in out/tests/models.c, which the Makefile writes with
+ * The definitions live in out/tests/models/registry.c, which the Makefile writes with
  * tests/gen_registry.sh from the list of test specs; each model is generated into
  * out/tests/models/<name>/ by `rnnc generate` and compiled into the test runner.
  */
