@@ -174,15 +174,18 @@ $(BUILD)/run_isa_tests: tests/isa/run_isa_tests.c $(BUILD)/tests/test_isa.o $(BU
 	$(call say,LD,$@)
 	$(Q)$(CC) $(TEST_CFLAGS) $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
 
+# Parallel builds on every core unless the caller chose (make -jN).
+JOBS = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
+
 # Build and run the whole suite (installs missing packages when root).
 test: deps-test
-	@$(MAKE) --no-print-directory all $(BUILD)/run_tests
+	@$(MAKE) --no-print-directory $(JOBS) all $(BUILD)/run_tests
 	$(call say,TEST,$(BUILD)/run_tests)
 	$(Q)$(BUILD)/run_tests
 
 # Only the ISA suite: every SIMD backend this CPU has against the scalar one.
 test-isa: deps-test
-	@$(MAKE) --no-print-directory all $(BUILD)/run_isa_tests
+	@$(MAKE) --no-print-directory $(JOBS) all $(BUILD)/run_isa_tests
 	$(call say,TEST,$(BUILD)/run_isa_tests)
 	$(Q)$(BUILD)/run_isa_tests
 
@@ -194,7 +197,7 @@ test-neon: deps-build
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (separate build tree).
 sanitize: deps-test
-	@$(MAKE) --no-print-directory BUILD=build/sanitize OPT='-O1 -g' \
+	@$(MAKE) --no-print-directory $(JOBS) BUILD=build/sanitize OPT='-O1 -g' \
 		SAN='-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' \
 		TEST_GEN=out/tests/sanitize all build/sanitize/run_tests
 	$(call say,TEST,build/sanitize/run_tests)
