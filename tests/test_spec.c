@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #include <check.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nnrt.h"
 #include "test_util.h"
 
 #define RNNC RNNC_BUILD_DIR "/rnnc"
@@ -202,6 +204,45 @@ START_TEST(installed_rnnc_works_anywhere)
 }
 END_TEST
 
+/* --isa multi: one driver with every x86 variant gives, on whatever this CPU runs, what the
+ * scalar build gives, within the cross-backend tolerance of tests/test_isa.c. */
+START_TEST(multi_build_agrees_with_scalar)
+{
+    char dir[] = "/tmp/rnnc_multi_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char command[4096], path[600];
+    const int T = 50;
+    float x[50];
+    for (int t = 0; t < T; t++) x[t] = (float)(t % 9) / 9.0f - 0.4f;
+    nnrt_array a = {.dtype = NNRT_F32, .ndim = 3, .shape = {T, 1, 1}, .count = (size_t)T, .data = x};
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    ck_assert_int_eq(nnrt_npy_write(path, &a), NNRT_OK);
+    snprintf(command, sizeof command,
+             "%s build %s/examples/sine/sine.lua --isa multi -o %s/multi >/dev/null && "
+             "%s build %s/examples/sine/sine.lua --isa scalar -o %s/scalar >/dev/null && "
+             "%s/scalar/sine init --seed 3 -o %s/w.safetensors && "
+             "%s/multi/sine forward -w %s/w.safetensors -i %s/x.npy -o %s/y_multi.npy && "
+             "%s/scalar/sine forward -w %s/w.safetensors -i %s/x.npy -o %s/y_scalar.npy",
+             RNNC, RNNC_SOURCE_DIR, dir, RNNC, RNNC_SOURCE_DIR, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+    test_output out;
+    int code = test_run(command, &out);
+    ck_assert_msg(code == 0, "exit %d:\n%s", code, out.text);
+    nnrt_array ym, ys;
+    snprintf(path, sizeof path, "%s/y_multi.npy", dir);
+    ck_assert_int_eq(nnrt_npy_read(path, &ym), NNRT_OK);
+    snprintf(path, sizeof path, "%s/y_scalar.npy", dir);
+    ck_assert_int_eq(nnrt_npy_read(path, &ys), NNRT_OK);
+    ck_assert_uint_eq(ym.count, ys.count);
+    const float *m = ym.data, *sc = ys.data;
+    for (size_t i = 0; i < ym.count; i++)
+        ck_assert_msg(fabsf(m[i] - sc[i]) <= 1e-5f + 1e-4f * fabsf(sc[i]), "y[%zu]: multi %g, scalar %g", i, m[i], sc[i]);
+    nnrt_array_free(&ym);
+    nnrt_array_free(&ys);
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    ck_assert_int_eq(system(command), 0);
+}
+END_TEST
+
 Suite *spec_suite(void)
 {
     Suite *s = suite_create("spec");
@@ -223,6 +264,10 @@ Suite *spec_suite(void)
     tcase_add_test(cli, output_is_deterministic);
     tcase_set_timeout(cli, 60);
     suite_add_tcase(s, cli);
+    TCase *multi = tcase_create("multi");
+    tcase_add_test(multi, multi_build_agrees_with_scalar);
+    tcase_set_timeout(multi, 300);
+    suite_add_tcase(s, multi);
     TCase *install = tcase_create("install");
     tcase_add_test(install, installed_rnnc_works_anywhere);
     tcase_set_timeout(install, 300);
