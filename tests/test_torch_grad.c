@@ -81,6 +81,7 @@
 #include "nnrt.h"
 #include "reference.h"
 #include "test_models.h"
+#include "torch_common.h"
 
 #ifndef RNNC_SOURCE_DIR
 #error "compile with -DRNNC_SOURCE_DIR=\"/path/to/the/repo\" (the Makefile passes $(CURDIR))"
@@ -88,11 +89,9 @@
 
 Suite *torch_grad_suite(void);
 
-#define TORCH_PREFIX "torch_"
 #ifndef GRAD_SEED
 #define GRAD_SEED 20240611
 #endif
-#define DEFAULT_PYTHON "/usr/bin/python3"
 #define SKIP_STATUS 77 /* torch_grad.py: torch or numpy cannot be imported */
 #define TRAIN_STEPS 5  /* Adam steps of the workflow tests, on either side */
 #define TRAIN_LR 1e-2
@@ -113,98 +112,6 @@ static int g_status;          /* TORCH_* */
 static char g_reason[16384];  /* why skipped or broken */
 static char g_dir[1024];      /* the temporary directory, "" when none */
 static char g_models[1200];   /* where the generated <name>.py modules are */
-
-static int is_torch_model(const nnrt_model *m)
-{
-    return strncmp(m->name, TORCH_PREFIX, strlen(TORCH_PREFIX)) == 0;
-}
-
-/* Index in rnnc_test_models of the n-th torch_ model, -1 when there are fewer. */
-static int torch_model_index(int n)
-{
-    for (int i = 0; i < rnnc_test_model_count; i++)
-        if (is_torch_model(rnnc_test_models[i]) && n-- == 0)
-            return i;
-    return -1;
-}
-
-static int torch_model_count(void)
-{
-    int n = 0;
-    while (torch_model_index(n) >= 0) n++;
-    return n;
-}
-
-static const char *python_path(void)
-{
-    const char *p = getenv("RNNC_PYTHON");
-    return p && *p ? p : DEFAULT_PYTHON;
-}
-
-static int torch_required(void)
-{
-    const char *r = getenv("RNNC_REQUIRE_TORCH");
-    return r && strcmp(r, "1") == 0;
-}
-
-/* Appends s to buf (capacity size) in single quotes, safe for sh. */
-static void append_quoted(char *buf, size_t size, const char *s)
-{
-    size_t n = strlen(buf);
-    if (n + 1 < size) buf[n++] = '\'';
-    for (; *s && n + 5 < size; s++) {
-        if (*s == '\'') {
-            memcpy(buf + n, "'\\''", 4);
-            n += 4;
-        } else {
-            buf[n++] = *s;
-        }
-    }
-    if (n + 1 < size) buf[n++] = '\'';
-    buf[n < size ? n : size - 1] = '\0';
-}
-
-static void append(char *buf, size_t size, const char *s)
-{
-    size_t n = strlen(buf);
-    snprintf(buf + n, size - n, "%s", s);
-}
-
-/* Runs cmd through sh with stderr folded into stdout; keeps the output's last out_size - 1 bytes
- * in out. Returns the exit status (-1 when it could not run or died of a signal). */
-static int run_command(const char *cmd, char *out, size_t out_size)
-{
-    out[0] = '\0';
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        snprintf(out, out_size, "popen: %s", strerror(errno));
-        return -1;
-    }
-    size_t len = 0;
-    int ch;
-    while ((ch = fgetc(p)) != EOF) {
-        if (len == out_size - 1) { /* full: drop the older half */
-            size_t drop = out_size / 2;
-            memmove(out, out + drop, len - drop);
-            len -= drop;
-        }
-        out[len++] = (char)ch;
-    }
-    out[len] = '\0';
-    int st = pclose(p);
-    if (st == -1 || !WIFEXITED(st)) return -1;
-    return WEXITSTATUS(st);
-}
-
-/* The last non-empty line of text, copied to out. */
-static void last_line(const char *text, char *out, size_t size)
-{
-    const char *end = text + strlen(text);
-    while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) end--;
-    const char *start = end;
-    while (start > text && start[-1] != '\n') start--;
-    snprintf(out, size, "%.*s", (int)(end - start), start);
-}
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
