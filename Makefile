@@ -94,7 +94,8 @@ TEST_MODEL_OBJECTS := $(patsubst %,$(BUILD)/tests/models/%.o,$(TEST_MODELS))
 TEST_SOURCES := $(wildcard tests/*.c)
 TEST_OBJECTS := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SOURCES))
 TEST_CFLAGS = $(CFLAGS_ALL) -pthread -Iruntime -Itests -I$(TEST_GEN) $(CHECK_CFLAGS) -DRNNC_SOURCE_DIR='"$(CURDIR)"' \
-	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"' -DRNNC_TEST_GEN_DIR='"$(abspath $(TEST_GEN))"'
+	-DRNNC_BUILD_DIR='"$(abspath $(BUILD))"' -DRNNC_TEST_GEN_DIR='"$(abspath $(TEST_GEN))"' \
+	-DRNNC_SANITIZE_FLAGS='"$(SAN)"'
 
 vpath %.lua tests/specs/forward tests/specs/torch tests/specs/grad
 

@@ -28,6 +28,12 @@ int test_run(const char *command, test_output *out)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+const char *test_tail(const char *text, size_t max)
+{
+    size_t n = strlen(text);
+    return n > max ? text + n - max : text;
+}
+
 char *test_read_file(const char *path)
 {
     FILE *fp = fopen(path, "rb");
