@@ -353,14 +353,10 @@ function M.transposed_product(ctx, k)
       k.name, real, real, real),
     "{",
   }
-  local function vector_io(addr, tail)
-    if tail then return B.load_tail(p, addr, k.ktail, ctx.P), function(v) return B.store_tail(p, addr, v, k.ktail, ctx.P) end end
-    return B.load(p, addr), function(v) return B.store(p, addr, v) end
-  end
   local function block(indent, mb, kb0, nk, tail)
     for m = 0, mb - 1 do
       for v = 0, nk - 1 do
-        local load = vector_io(string.format("dst + (size_t)(row + %d) * ldd + (%s + %d) * %d", m, kb0, v, V), tail and v == nk - 1)
+        local load = vload(ctx, string.format("dst + (size_t)(row + %d) * ldd + (%s + %d) * %d", m, kb0, v, V), tail and v == nk - 1, k.ktail)
         table.insert(out, string.format("%s%s acc%d_%d = %s;", indent, vec, m, v, k.accumulate and load or B.zero(p)))
       end
     end
@@ -368,7 +364,7 @@ function M.transposed_product(ctx, k)
     table.insert(out, string.format("%s    for (int j = 0; j < %d; ++j) {", indent, k.H))
     table.insert(out, string.format("%s        const %s *restrict wr = w + ((size_t)g * %d + j) * %d;", indent, real, k.H, k.K))
     for v = 0, nk - 1 do
-      local load = vector_io(string.format("wr + (%s + %d) * %d", kb0, v, V), tail and v == nk - 1)
+      local load = vload(ctx, string.format("wr + (%s + %d) * %d", kb0, v, V), tail and v == nk - 1, k.ktail)
       table.insert(out, string.format("%s        const %s w%d = %s;", indent, vec, v, load))
     end
     for m = 0, mb - 1 do
@@ -382,8 +378,8 @@ function M.transposed_product(ctx, k)
     table.insert(out, indent .. "}")
     for m = 0, mb - 1 do
       for v = 0, nk - 1 do
-        local _, store = vector_io(string.format("dst + (size_t)(row + %d) * ldd + (%s + %d) * %d", m, kb0, v, V), tail and v == nk - 1)
-        table.insert(out, indent .. store(string.format("acc%d_%d", m, v)) .. ";")
+        table.insert(out, indent .. vstore(ctx, string.format("dst + (size_t)(row + %d) * ldd + (%s + %d) * %d", m, kb0, v, V),
+          string.format("acc%d_%d", m, v), tail and v == nk - 1, k.ktail))
       end
     end
   end
@@ -439,8 +435,7 @@ function M.weight_gradient(ctx, k)
     table.insert(out, string.format("%sfor (int n = n0; n < n1; ++n) {", indent))
     for v = 0, nk - 1 do
       local addr = string.format("x + (size_t)n * ldx + (%s + %d) * %d", kb0, v, V)
-      table.insert(out, string.format("%s    const %s x%d = %s;", indent, vec, v,
-        (tail and v == nk - 1) and B.load_tail(p, addr, k.ktail, ctx.P) or B.load(p, addr)))
+      table.insert(out, string.format("%s    const %s x%d = %s;", indent, vec, v, vload(ctx, addr, tail and v == nk - 1, k.ktail)))
     end
     for m = 0, mr - 1 do
       table.insert(out, string.format("%s    const %s d%d = %s;", indent, vec, m,
@@ -453,11 +448,8 @@ function M.weight_gradient(ctx, k)
     for m = 0, mr - 1 do
       for v = 0, nk - 1 do
         local addr = string.format("dw + ((size_t)g * %d + j + %d) * %d + (%s + %d) * %d", k.H, m, k.K, kb0, v, V)
-        if tail and v == nk - 1 then
-          table.insert(out, indent .. B.store_tail(p, addr, B.add(p, B.load_tail(p, addr, k.ktail, ctx.P), string.format("acc%d_%d", m, v)), k.ktail, ctx.P) .. ";")
-        else
-          table.insert(out, indent .. B.store(p, addr, B.add(p, B.load(p, addr), string.format("acc%d_%d", m, v))) .. ";")
-        end
+        local last = tail and v == nk - 1
+        table.insert(out, indent .. vstore(ctx, addr, B.add(p, vload(ctx, addr, last, k.ktail), string.format("acc%d_%d", m, v)), last, k.ktail))
       end
     end
   end
