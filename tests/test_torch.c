@@ -78,22 +78,7 @@ static int write_arch(const nnrt_model *m, const char *dir, char *err, size_t er
                "\"seq_len\": %d, \"output\": %d, \"output_last\": %d, \"seed\": %d,\n",
             m->name, dtypes[m->dtype == NNRT_F64], m->input, m->batch, m->seq_len, m->output,
             m->output_last, TORCH_SEED);
-    fprintf(f, " \"layers\": [");
-    for (int k = 0; k < m->num_layers; k++)
-        fprintf(f, "%s{\"cell\": \"%s\", \"input\": %d, \"hidden\": %d}", k ? ", " : "",
-                ref_cell_name(m->layers[k].cell), m->layers[k].input, m->layers[k].hidden);
-    fprintf(f, "],\n \"heads\": [");
-    for (int j = 0; j < m->num_heads; j++)
-        fprintf(f, "%s{\"act\": \"%s\", \"input\": %d, \"output\": %d}", j ? ", " : "",
-                ref_act_name(m->heads[j].act), m->heads[j].input, m->heads[j].output);
-    fprintf(f, "],\n \"tensors\": [");
-    for (int t = 0; t < m->num_tensors; t++) {
-        const nnrt_param_desc *d = &m->tensors[t];
-        fprintf(f, "%s\n  {\"name\": \"%s\", \"shape\": [%lld", t ? "," : "", d->name,
-                (long long)d->shape[0]);
-        if (d->ndim == 2) fprintf(f, ", %lld", (long long)d->shape[1]);
-        fprintf(f, "]}");
-    }
+    write_architecture(f, m);
     fprintf(f, "],\n \"runs\": [{\"tag\": \"zero\", \"T\": %d, \"warm\": 0}, "
                "{\"tag\": \"warm\", \"T\": %d, \"warm\": 1}]}\n",
             m->seq_len, warm_T);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "reference.h"
 #include "test_models.h"
 
 int is_torch_model(const nnrt_model *m)
@@ -101,4 +102,24 @@ void last_line(const char *text, char *out, size_t size)
     const char *start = end;
     while (start > text && start[-1] != '\n') start--;
     snprintf(out, size, "%.*s", (int)(end - start), start);
+}
+
+void write_architecture(FILE *f, const nnrt_model *m)
+{
+    fprintf(f, " \"layers\": [");
+    for (int k = 0; k < m->num_layers; k++)
+        fprintf(f, "%s{\"cell\": \"%s\", \"input\": %d, \"hidden\": %d}", k ? ", " : "",
+                ref_cell_name(m->layers[k].cell), m->layers[k].input, m->layers[k].hidden);
+    fprintf(f, "],\n \"heads\": [");
+    for (int j = 0; j < m->num_heads; j++)
+        fprintf(f, "%s{\"act\": \"%s\", \"input\": %d, \"output\": %d}", j ? ", " : "",
+                ref_act_name(m->heads[j].act), m->heads[j].input, m->heads[j].output);
+    fprintf(f, "],\n \"tensors\": [");
+    for (int t = 0; t < m->num_tensors; t++) {
+        const nnrt_param_desc *d = &m->tensors[t];
+        fprintf(f, "%s\n  {\"name\": \"%s\", \"shape\": [%lld", t ? "," : "", d->name,
+                (long long)d->shape[0]);
+        if (d->ndim == 2) fprintf(f, ", %lld", (long long)d->shape[1]);
+        fprintf(f, "]}");
+    }
 }

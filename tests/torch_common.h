@@ -3,6 +3,7 @@
 #define RNNC_TESTS_TORCH_COMMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "nnrt.h"
 
@@ -27,5 +28,9 @@ void append(char *buf, size_t size, const char *s);
 int run_command(const char *cmd, char *out, size_t out_size);
 /* The last non-empty line of text, copied to out. */
 void last_line(const char *text, char *out, size_t size);
+
+/* The JSON fields "layers": [...], "heads": [...] and "tensors": [... (the list left open, so the
+ * caller closes it and adds its own fields) that the python scripts rebuild the model from. */
+void write_architecture(FILE *f, const nnrt_model *m);
 
 #endif
