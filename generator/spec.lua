@@ -353,8 +353,10 @@ local function explain_runtime_error(message)
 end
 
 -- "path:12: message" -> 12, "message"
-local function split_position(path, message)
-  local prefix = path .. ":"
+local CHUNK_NAME = "spec"
+
+local function split_position(message)
+  local prefix = CHUNK_NAME .. ":"
   if message:sub(1, #prefix) == prefix then
     local line, rest = message:sub(#prefix + 1):match("^(%d+): (.*)$")
     if line then return tonumber(line), rest end
@@ -377,9 +379,11 @@ function M.parse(host, path, source)
   for line in (source .. "\n"):gmatch("([^\n]*)\n") do table.insert(lines, line) end
   local state = { problems = {} }
   local env = make_environment(state, lines)
-  local chunk, syntax_error = load(source, "@" .. path, "t", env)
+  -- A short chunk name: Lua abbreviates long file names in its messages ("...k/dir/x.lua:4:"),
+  -- so positions are read against this name and reported against the real path.
+  local chunk, syntax_error = load(source, "=" .. CHUNK_NAME, "t", env)
   if not chunk then
-    local line, message = split_position(path, syntax_error)
+    local line, message = split_position(syntax_error)
     report(path, { { line = line, message = "syntax error: " .. message } })
   end
   -- Strings index the real string library through their shared metatable: point it at the
@@ -395,7 +399,7 @@ function M.parse(host, path, source)
     report(path, { { message = string.format("the spec used more memory than the limit (%d MiB)",
       M.MEMORY_LIMIT >> 20) } })
   elseif not ok then
-    local line, message = split_position(path, tostring(result))
+    local line, message = split_position(tostring(result))
     report(path, { { line = line, message = explain_runtime_error(message) } })
   end
   if #state.problems > 0 then report(path, state.problems) end

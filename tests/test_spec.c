@@ -66,6 +66,25 @@ START_TEST(bad_spec_is_rejected)
 }
 END_TEST
 
+/* Lua shortens long chunk names ("...dir/x.lua:4:"); the message must still carry the whole path
+ * and the line, wherever the checkout lives. */
+START_TEST(long_path_keeps_file_and_line)
+{
+    char dir[] = "/tmp/rnnc_a_directory_name_long_enough_to_pass_lua_idsize_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char command[1024];
+    snprintf(command, sizeof command, "cp %s/escape_string_metatable.lua %s/ && %s check %s/escape_string_metatable.lua",
+             BAD_DIR, dir, RNNC, dir);
+    test_output out;
+    ck_assert_int_eq(test_run(command, &out), 1);
+    char expected[512];
+    snprintf(expected, sizeof expected, "%s/escape_string_metatable.lua:4: error: attempt to call a nil value", dir);
+    ck_assert_msg(strstr(out.text, expected) != NULL, "expected\n  %s\nin:\n%s", expected, out.text);
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    ck_assert_int_eq(system(command), 0);
+}
+END_TEST
+
 START_TEST(sandbox_escape_touches_nothing)
 {
     const char *victim = "/tmp/rnnc_sandbox_escape";
@@ -258,6 +277,7 @@ Suite *spec_suite(void)
     suite_add_tcase(s, bad);
     TCase *sandbox = tcase_create("sandbox");
     tcase_add_test(sandbox, sandbox_escape_touches_nothing);
+    tcase_add_test(sandbox, long_path_keeps_file_and_line);
     suite_add_tcase(s, sandbox);
     TCase *cli = tcase_create("cli");
     tcase_add_test(cli, good_specs_pass);
