@@ -169,8 +169,9 @@ $(BUILD)/run_tests: $(TEST_OBJECTS) $(TEST_MODEL_OBJECTS) $(BUILD)/tests/registr
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
 
-# A runner of the ISA suite alone (what test-neon runs under qemu), for work on a backend.
-$(BUILD)/run_isa_tests: tests/isa/run_isa_tests.c $(BUILD)/tests/test_isa.o $(BUILD)/tests/reference.o \
+# A runner of the suites on the ISA models alone, isa and threads (what test-neon runs under qemu,
+# and tsan under ThreadSanitizer), for work on a backend or on the threads.
+$(BUILD)/run_isa_tests: tests/isa/run_isa_tests.c $(BUILD)/tests/test_isa.o $(BUILD)/tests/test_threads.o $(BUILD)/tests/reference.o \
 		$(ISA_OBJECTS) $(BUILD)/libnnrt.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(TEST_CFLAGS) $^ $(CHECK_LIBS) $(JANSSON_LIBS) $(SLEEF_LIBS) -lm -o $@
@@ -203,6 +204,14 @@ sanitize: deps-test
 		TEST_GEN=out/tests/sanitize all build/sanitize/run_tests
 	$(call say,TEST,build/sanitize/run_tests)
 	$(Q)ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/sanitize/run_tests
+
+# The multi-core entry points and the worker team under ThreadSanitizer: the suites on the ISA
+# models (most generated with parallel = "split"), in their own build tree.
+tsan: deps-test
+	@$(MAKE) --no-print-directory $(JOBS) BUILD=build/tsan OPT='-O1 -g' SAN='-fsanitize=thread' \
+		TEST_GEN=out/tests/tsan all build/tsan/run_isa_tests
+	$(call say,TEST,build/tsan/run_isa_tests)
+	$(Q)TSAN_OPTIONS='halt_on_error=1 second_deadlock_stack=1' build/tsan/run_isa_tests
 
 deps-build:
 	@sh scripts/deps.sh build
@@ -243,7 +252,7 @@ NPROC = $(shell nproc 2>/dev/null || echo 1)
 clean:
 	rm -rf $(BUILD) out/tests out/sine out/adding out/charlm out/classify out/bench
 
-.PHONY: all install test test-isa test-neon sanitize demo examples bench clean deps-build deps-demo deps-test deps-bench FORCE
+.PHONY: all install test test-isa test-neon sanitize tsan demo examples bench clean deps-build deps-demo deps-test deps-bench FORCE
 FORCE:
 .DELETE_ON_ERROR:
 .SECONDARY:

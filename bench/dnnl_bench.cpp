@@ -5,6 +5,7 @@
  *
  *   dnnl_bench --version
  *   dnnl_bench --model DESC.json --data W X DY [--check OUTDIR | --runs N --modes step,forward,train]
+ *              [--threads N]
  *
  * DESC.json is what an rnnc benchmark binary prints for `describe` (bench/rnnc_main.c): sizes,
  * cells, head and tensor names. W holds the weights (safetensors, PyTorch names), X the inputs
@@ -29,8 +30,8 @@
  *
  * Timing as the driver's bench: warm-up of >= 50 ms, calls per run chosen so that a run lasts
  * >= 2 ms, a run during which the process was preempted (involuntary context switch) redone up to
- * --runs times, then median, min and max time per call. One thread: OMP_NUM_THREADS=1 (set by the
- * runner) and omp_set_num_threads(1) here. */
+ * --runs times, then median, min and max time per call. --threads N: OpenMP threads (default 1;
+ * the runner sets OMP_NUM_THREADS to match). */
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
@@ -779,7 +780,10 @@ const char *isa_name(cpu_isa isa)
 
 int main(int argc, char **argv)
 {
-    omp_set_num_threads(1);
+    int threads = 1;
+    for (int i = 1; i + 1 < argc; i++)
+        if (std::string(argv[i]) == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
+    omp_set_num_threads(threads);
     const char *model_path = nullptr, *check_dir = nullptr;
     const char *data[3] = {nullptr, nullptr, nullptr};
     int runs = 21;
@@ -797,6 +801,8 @@ int main(int argc, char **argv)
             for (int j = 0; j < 3; j++) data[j] = argv[++i];
         } else if (a == "--check" && i + 1 < argc) {
             check_dir = argv[++i];
+        } else if (a == "--threads" && i + 1 < argc) {
+            ++i; /* read above, before anything touches OpenMP */
         } else if (a == "--runs" && i + 1 < argc) {
             runs = std::max(1, std::atoi(argv[++i]));
         } else if (a == "--modes" && i + 1 < argc) {
@@ -804,7 +810,7 @@ int main(int argc, char **argv)
         } else {
             std::fprintf(stderr, "usage: dnnl_bench --version\n"
                                  "       dnnl_bench --model DESC.json --data W.safetensors X.npy DY.npy\n"
-                                 "                  [--check OUTDIR | --runs N --modes step,forward,train]\n");
+                                 "                  [--check OUTDIR | --runs N --modes step,forward,train] [--threads N]\n");
             return 2;
         }
     }

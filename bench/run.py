@@ -50,11 +50,12 @@ def read_safetensors(path):
 
 
 class Runner:
-    def __init__(self, pin):
-        self.pin = pin
+    def __init__(self, pin, pin_all):
+        self.pin = pin          # one core, the last: the single-thread measurements
+        self.pin_all = pin_all  # every core: the 2-thread ones
 
     def run(self, argv, pinned=False, env=None, check=True):
-        cmd = (self.pin + argv) if pinned else argv
+        cmd = ((self.pin_all if pinned == "all" else self.pin) + argv) if pinned else argv
         full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         full_env.update(env or {})
         p = subprocess.run(cmd, capture_output=True, text=True, env=full_env)
@@ -62,8 +63,8 @@ class Runner:
             raise SystemExit(f"bench: command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.strip()}")
         return p
 
-    def json(self, argv, pinned=False):
-        p = self.run(argv, pinned)
+    def json(self, argv, pinned=False, env=None):
+        p = self.run(argv, pinned, env)
         lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
         if not lines:
             raise SystemExit(f"bench: no JSON from {' '.join(argv)}:\n{p.stdout}\n{p.stderr}")
@@ -257,6 +258,14 @@ def bench_config(name, args, runner, python):
                                              pinned=True)
     timings["onednn"] = runner.json(dnnl + ["--runs", str(args.runs), "--modes", ",".join(modes)], pinned=True)
     timings["pytorch"] = runner.json(torch + ["--runs", str(args.runs), "--modes", ",".join(modes)], pinned=True)
+    # Two threads, on the two cores: rnnc at its best ISA, and oneDNN.
+    if args.threads > 1:
+        n = str(args.threads)
+        best = args.isas[-1]
+        timings[f"rnnc-{best}@{n}"] = runner.json([bins[best], "bench", "--json", "--threads", n, "--steps", str(args.runs)],
+                                                  pinned="all")
+        timings[f"onednn@{n}"] = runner.json(dnnl + ["--runs", str(args.runs), "--modes", ",".join(modes), "--threads", n],
+                                             pinned="all", env={"OMP_NUM_THREADS": n})
     return desc, modes, agreement, timings
 
 
@@ -266,14 +275,15 @@ def make_rows(name, desc, modes, agreement, timings, peak, roof):
     for mode in modes:
         f = flops(desc, mode)
         roof_gflops, bound = roofline(desc, mode, peak, roof)
-        for impl, t in timings.items():
+        for key, t in timings.items():
             if f"{mode}_us" not in t:
                 continue
+            impl, _, threads = key.partition("@")
             us = t[f"{mode}_us"]
             g = f / (us * 1e3)
             a = agreement[impl]
             rows.append({
-                "config": name, "mode": mode, "impl": impl.split("-")[0],
+                "config": name, "mode": mode, "impl": impl.split("-")[0], "threads": int(threads or 1),
                 "isa": impl.split("-")[1] if impl.startswith("rnnc-") else "",
                 "B": desc["batch"], "T": 1 if mode == "step" else desc["seq_len"],
                 "median_us": us, "min_us": t[f"{mode}_min_us"], "max_us": t[f"{mode}_max_us"],
@@ -286,14 +296,14 @@ def make_rows(name, desc, modes, agreement, timings, peak, roof):
     return rows
 
 
-def best_rnnc(rows, config, mode):
-    cand = [r for r in rows if r["config"] == config and r["mode"] == mode and r["impl"] == "rnnc"]
+def best_rnnc(rows, config, mode, threads=1):
+    cand = [r for r in rows if r["config"] == config and r["mode"] == mode and r["impl"] == "rnnc" and r["threads"] == threads]
     return min(cand, key=lambda r: r["median_us"]) if cand else None
 
 
-def pick(rows, config, mode, impl):
+def pick(rows, config, mode, impl, threads=1):
     for r in rows:
-        if r["config"] == config and r["mode"] == mode and r["impl"] == impl:
+        if r["config"] == config and r["mode"] == mode and r["impl"] == impl and r["threads"] == threads:
             return r
     return None
 
@@ -361,13 +371,33 @@ def tables(rows, configs, isas, machine, peak, roof, quick):
               " | " + " ".join(f"{by[i]['gflops'] if i in by else 0:>12.1f}" for i in isas) +
               f" | {fmt_us(r['min_us'])}..{fmt_us(r['max_us'])}")
     p("")
+    # threads
+    if any(x["threads"] > 1 for x in rows):
+        n = max(x["threads"] for x in rows)
+        head = (f"{'config':<15} {'mode':<7} | {'rnnc 1t us':>10} {f'rnnc {n}t us':>10} {'speedup':>7} | "
+                f"{'oneDNN 1t us':>12} {f'oneDNN {n}t us':>12} | {f'x oneDNN {n}t':>12}")
+        p(head)
+        p("-" * len(head))
+        for c in configs:
+            for mode in ("step", "forward", "train"):
+                one, many = best_rnnc(rows, c, mode), best_rnnc(rows, c, mode, n)
+                if not one or not many:
+                    continue
+                d1, dn = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "onednn", n)
+                p(f"{c:<15} {mode:<7} | {fmt_us(one['median_us']):>10} {fmt_us(many['median_us']):>10} "
+                  f"{one['median_us'] / many['median_us']:>6.2f}x | {fmt_us(d1['median_us']) if d1 else '-':>12} "
+                  f"{fmt_us(dn['median_us']) if dn else '-':>12} | "
+                  f"{(dn['median_us'] / many['median_us']) if dn else 0:>11.2f}x")
+        p(f"rnnc {n}t: the best ISA on a team of {n} threads (bitwise the results of one thread); speedup: 1t / {n}t;")
+        p(f"x oneDNN {n}t: oneDNN's time with {n} OpenMP threads / rnnc's with {n}. Pinned to the machine's first {n} cores.")
+        p("")
     # agreement
     p("agreement with PyTorch float64 (worst |got-ref| / max|ref| over y of step, forward, training forward")
     p(f"and every gradient; passes when |got-ref| <= {ATOL:g}*max|ref| + {RTOL:g}*|ref| everywhere):")
     for c in configs:
         seen = {}
         for x in rows:
-            if x["config"] == c:
+            if x["config"] == c and x["threads"] == 1:
                 key = x["impl"] + ("-" + x["isa"] if x["isa"] else "")
                 seen[key] = x
         p(f"  {c:<15} " + "  ".join(f"{k} {v['check_error']:.1e}{'' if v['check'] == 'ok' else ' FAIL'}"
@@ -421,10 +451,30 @@ def targets(rows, configs, peak):
                 worst = (x, c, mode)
     add("every batch-1 config and mode >= 10x faster than PyTorch", ok,
         "" if worst is None else f"slowest ratio {worst[0]:.1f}x ({worst[1]} {worst[2]})")
+    # Two cores (issue 7).
+    def speedup(c, mode):
+        one, two = best_rnnc(rows, c, mode), best_rnnc(rows, c, mode, 2)
+        return (one["median_us"] / two["median_us"], two) if one and two else (None, None)
+    x, two = speedup("lstm2x256", "step")
+    d2 = pick(rows, "lstm2x256", "step", "onednn", 2)
+    y = d2["median_us"] / two["median_us"] if d2 and two else None
+    add("2 threads: LSTM 2x256 step >= 2.5x faster than 1 thread and >= 1.5x faster than oneDNN with 2",
+        None if x is None or y is None else x >= 2.5 and y >= 1.5, "" if x is None or y is None else f"{x:.2f}x, {y:.2f}x oneDNN")
+    x, _ = speedup("lstm2x128_t256", "forward")
+    add("2 threads: LSTM 2x128 sequence forward T=256 >= 1.5x faster than 1 thread", None if x is None else x >= 1.5,
+        "" if x is None else f"{x:.2f}x")
+    x, _ = speedup("lstm2x256_b16", "train")
+    add("2 threads: LSTM 2x256 training B=16 T=50 >= 1.7x faster than 1 thread", None if x is None else x >= 1.7,
+        "" if x is None else f"{x:.2f}x")
+    slower = [(c, mode, v) for c in configs for mode in ("step", "forward", "train")
+              for v in [speedup(c, mode)[0]] if v is not None and v < 1]
+    any2 = any(speedup(c, m)[0] is not None for c in configs for m in ("step", "forward", "train"))
+    add("2 threads: no configuration slower than with 1", None if not any2 else not slower,
+        ", ".join(f"{c} {m} {v:.2f}x" for c, m, v in slower))
     return res
 
 
-CSV_FIELDS = ["config", "mode", "impl", "isa", "B", "T", "median_us", "min_us", "max_us", "gflops", "flops",
+CSV_FIELDS = ["config", "mode", "impl", "isa", "threads", "B", "T", "median_us", "min_us", "max_us", "gflops", "flops",
               "roofline_gflops", "roofline_bound", "roofline_frac", "peak_frac", "preempted_runs", "runs",
               "check", "check_ratio", "check_error"]
 
@@ -490,12 +540,15 @@ def main():
     ap.add_argument("--configs", required=True)
     ap.add_argument("--isas", required=True)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="also measure rnnc and oneDNN on this many threads (1: not)")
     args = ap.parse_args()
     args.configs, args.isas = args.configs.split(), args.isas.split()
     python = sys.executable
     ncpu = os.cpu_count() or 1
     cpu = ncpu - 1 if ncpu >= 2 and shutil.which("taskset") else None
-    runner = Runner(["taskset", "-c", str(cpu)] if cpu is not None else [])
+    runner = Runner(["taskset", "-c", str(cpu)] if cpu is not None else [],
+                    ["taskset", "-c", f"0-{min(args.threads, ncpu) - 1}"] if cpu is not None else [])
+    args.threads = min(args.threads, ncpu)
     if cpu is None:
         print("bench: note: not pinned to a core (needs taskset and 2 or more CPUs)")
     os.makedirs(args.out, exist_ok=True)

@@ -10,6 +10,7 @@ local cname = require("rnnc.cname")
 local cgen = require("rnnc.cgen")
 local kernels = require("rnnc.kernels")
 local plan_pass = require("rnnc.plan")
+local parallel = require("rnnc.parallel")
 local template = require("rnnc.template")
 local train = require("rnnc.emit_train")
 
@@ -135,6 +136,29 @@ local function layer_kernels(ctx, L)
     comment = string.format("The sequential part of layer %d, for B rows: pre[row] = xp[row] + W_hh h_prev[row]%s, in place.",
       L.index, L.cell == "gru" and " (gate n: second[row] = W_hn h_prev + b_hn)" or ""),
   }))
+  if ctx.par.step or ctx.par.sequence or ctx.par.train then
+    -- A thread's share of the sequential products: one granule of unit blocks from block u0 on,
+    -- blocked like the whole product (the same multiply-adds in the same order).
+    names.recurrent_part, names.input_step_part = {}, {}
+    for _, size in ipairs(parallel.granule_sizes(L)) do
+      local function part(name, k, args)
+        local copy = {}
+        for key, v in pairs(args) do copy[key] = v end
+        copy.name, copy.K, copy.G, copy.NB, copy.V = name, k.K, k.G, size, ctx.V
+        copy.rb, copy.jb, copy.unroll, copy.unit0, copy.dest = L.recurrent.rb, size, k.unroll, true, copy.dest or {}
+        table.insert(text, kernels.packed_product(ctx, copy))
+        return name
+      end
+      names.recurrent_part[size] = part(string.format("%s_part%d", names.recurrent, size), L.recurrent, {
+        Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names,
+        comment = string.format("A thread's %d unit blocks of layer %d's recurrent product, from block u0 on.", size, L.index) })
+      if ctx.par.step then
+        names.input_step_part[size] = part(string.format("%s_l%d_input_product_part%d", P, L.index, size), L.input_step, {
+          Hp = L.padded, panel = "w->" .. n.ih, init = bias_init, gate_names = L.gate_names,
+          comment = string.format("A thread's %d unit blocks of layer %d's input projection (the step's B rows), from block u0 on.", size, L.index) })
+      end
+    end
+  end
   for _, mode in ipairs({ "infer", "train", "step" }) do
     local name = string.format("%s_l%d_update_%s", P, L.index, mode)
     names["update_" .. mode] = add(name, kernels.cell_update(ctx, name, L, mode))
@@ -185,71 +209,156 @@ local function copy_rows(out, indent, ctx, dst, src, n, width, stride)
   end
 end
 
+-- Scratch of the streaming step, at most SB sequences at a time, shared by the team's threads:
+-- { name, count } in reals, allocated on the caller's stack by the entry point.
+local function step_scratch(ctx)
+  local plan = ctx.plan
+  local SB = math.min(ctx.spec.batch, 8)
+  local list = { { "xp", SB * plan.projection_width } }
+  if ctx.has_gru then table.insert(list, { "hn", SB * plan.hidden_width }) end
+  if #plan.heads > 0 then table.insert(list, { "head_a", SB * plan.activation_width }) end
+  if #plan.heads > 1 then table.insert(list, { "head_b", SB * plan.activation_width }) end
+  if ctx.par.step then
+    for _, L in ipairs(plan.layers) do table.insert(list, { "hnew" .. L.index, SB * L.padded }) end
+  end
+  return list, SB
+end
+
+-- The units a thread owns in layer L: granules g0..g1, unit blocks u0..u1.
+local function own_units(add, indent, L)
+  add("%sint g0, g1;", indent)
+  add("%snnrt_share(%d, id, count, &g0, &g1);", indent, L.granules)
+  add("%sconst int u0 = g0 * %d, u1 = g1 * %d < %d ? g1 * %d : %d;", indent, L.granule, L.granule, L.NB, L.granule, L.NB)
+end
+
+-- A thread's share of a sequential product: its granules, each a call of the granule kernel.
+local function product_parts(add, indent, L, parts, args_before, args_after)
+  local sizes = parallel.granule_sizes(L)
+  add("%sfor (int g = g0; g < g1; ++g) {", indent)
+  if #sizes == 1 then
+    add("%s    %s(%s, %s, g * %d);", indent, parts[sizes[1]], args_before, args_after, L.granule)
+  else
+    add("%s    if (g < %d) %s(%s, %s, g * %d);", indent, L.granules - 1, parts[sizes[1]], args_before, args_after, L.granule)
+    add("%s    else %s(%s, %s, g * %d);", indent, parts[sizes[2]], args_before, args_after, L.granule)
+  end
+  add("%s}", indent)
+end
+
+-- The streaming step as a job of the team (one thread: id 0, count 1, the whole step). With
+-- several threads each layer's units are shared: a thread computes its units' gates and cell
+-- update, writing the new h to hnew (the others still read the old h), and after the barrier
+-- copies its units into the state.
 local function step_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
-  local SB = math.min(spec.batch, 8)
+  local _, SB = step_scratch(ctx)
+  local split = ctx.par.step
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
-  add("/* Scratch of one block of at most %d sequences: %d bytes of stack. */", SB,
-    SB * (plan.projection_width + plan.hidden_width + 2 * plan.activation_width) * ctx.real_bytes)
-  add("%s xp[%d * %d];", real, SB, plan.projection_width)
-  if ctx.has_gru then add("%s hn[%d * %d];", real, SB, plan.hidden_width) end
-  if #plan.heads > 0 then add("%s head_a[%d * %d];", real, SB, plan.activation_width) end
-  if #plan.heads > 1 then add("%s head_b[%d * %d];", real, SB, plan.activation_width) end
+  if not split then add("(void)id; (void)count; (void)team;") end
   add("for (int b0 = 0; b0 < %s; b0 += %d) {", B, SB)
   add("    const int nb = %s - b0 < %d ? %s - b0 : %d;", B, SB, B, SB)
   for k, L in ipairs(plan.layers) do
     local names = ctx.kernels[L.index]
-    local GHp = L.gates * L.padded
+    local GHp, Hp = L.gates * L.padded, L.padded
     local h, c = cname.state_h(L.index), cname.state_c(L.index)
-    local input, ldx
-    if k == 1 then input, ldx = string.format("x + (size_t)b0 * %d", spec.input), spec.input
+    local input, ldx, split_input, split_ldx
+    if k == 1 then
+      input, ldx = string.format("x + (size_t)b0 * %d", spec.input), spec.input
+      split_input, split_ldx = input, ldx
     else
       local prev = plan.layers[k - 1]
       input, ldx = string.format("&s->%s[b0][0]", cname.state_h(prev.index)), prev.hidden
+      split_input, split_ldx = "hnew" .. prev.index, prev.padded
+    end
+    local function update(indent, hdst, hstride, nb0, nb1)
+      add("%sfor (int b = 0; b < nb; ++b) {", indent)
+      local hrow = hstride and string.format("%s + (size_t)b * %d", hdst, hstride) or string.format("s->%s[b0 + b]", h)
+      if L.cell == "gru" then
+        add("%s    %s(xp + (size_t)b * %d, hn + (size_t)b * %d, s->%s[b0 + b], %s, %s, %s);", indent, names.update_step, GHp, L.padded, h, hrow, nb0, nb1)
+      elseif L.cell == "lstm" then
+        add("%s    %s(xp + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b], %s, %s, %s);", indent, names.update_step, GHp, c, c, hrow, nb0, nb1)
+      else
+        add("%s    %s(xp + (size_t)b * %d, %s, %s, %s);", indent, names.update_step, GHp, hrow, nb0, nb1)
+      end
+      add("%s}", indent)
     end
     add("    /* layer %d: input projection, then the recurrence, then the cell update */", L.index)
-    add("    %s(nb, %s, %d, w, xp, %d);", names.input_step, input, ldx, GHp)
-    add("    %s(nb, &s->%s[b0][0], %d, w, xp, xp, %d%s);", names.recurrent, h, L.hidden, GHp, L.cell == "gru" and ", hn" or "")
-    add("    for (int b = 0; b < nb; ++b) {")
-    if L.cell == "gru" then
-      add("        %s(xp + (size_t)b * %d, hn + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b]);", names.update_step, GHp, L.padded, h, h)
-    elseif L.cell == "lstm" then
-      add("        %s(xp + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b], s->%s[b0 + b]);", names.update_step, GHp, c, c, h)
-    else
-      add("        %s(xp + (size_t)b * %d, s->%s[b0 + b]);", names.update_step, GHp, h)
+    local gru_hn = L.cell == "gru" and ", hn" or ""
+    if split then add("    if (count == 1) {") end
+    local indent = split and "        " or "    "
+    add("%s%s(nb, %s, %d, w, xp, %d);", indent, names.input_step, input, ldx, GHp)
+    add("%s%s(nb, &s->%s[b0][0], %d, w, xp, xp, %d%s);", indent, names.recurrent, h, L.hidden, GHp, gru_hn)
+    update(indent, nil, nil, "0", tostring(L.NB))
+    if split then
+      add("    } else { /* this thread's units */")
+      own_units(add, "        ", L)
+      product_parts(add, "        ", L, names.input_step_part, string.format("nb, %s, %d, w", split_input, split_ldx),
+        string.format("xp, %d", GHp))
+      product_parts(add, "        ", L, names.recurrent_part, string.format("nb, &s->%s[b0][0], %d, w", h, L.hidden),
+        string.format("xp, xp, %d%s", GHp, gru_hn))
+      update("        ", "hnew" .. L.index, Hp, "u0", "u1")
+      add("        nnrt_workers_sync(team); /* the new h is complete; nobody reads the old one any more */")
+      add("        const int e0 = u0 * %d, e1 = u1 * %d < %d ? u1 * %d : %d;", ctx.V, ctx.V, L.hidden, ctx.V, L.hidden)
+      add("        if (e1 > e0)")
+      add("            for (int b = 0; b < nb; ++b) memcpy(&s->%s[b0 + b][e0], hnew%d + (size_t)b * %d + e0, (size_t)(e1 - e0) * sizeof(%s));",
+        h, L.index, Hp, real)
+      add("    }")
     end
-    add("    }")
   end
   local top = plan.layers[#plan.layers]
   local src, ld = string.format("&s->%s[b0][0]", cname.state_h(top.index)), top.hidden
+  if split then
+    add("    if (id == 0) { /* the head, on one thread */")
+    add("    const %s *top = count == 1 ? %s : hnew%d;", real, src, top.index)
+    add("    const int ldtop = count == 1 ? %d : %d;", top.hidden, top.padded)
+    src, ld = "top", "ldtop"
+  end
   for j, D in ipairs(plan.heads) do
     local names = ctx.heads[D.index]
     local dst = j % 2 == 1 and "head_a" or "head_b"
-    add("    %s(nb, %s, %d, w, %s, %d);", names.step, src, ld, dst, D.padded)
+    add("    %s(nb, %s, %s, w, %s, %d);", names.step, src, ld, dst, D.padded)
     if names.activation then add("    %s(nb, %s);", names.activation, dst) end
     src, ld = dst, D.padded
   end
-  copy_rows(out, "        ", ctx, string.format("y + (size_t)b0 * %d", plan.output), src, "nb", plan.output, ld)
+  if split and #plan.heads == 0 then
+    add("    for (int b = 0; b < nb; ++b) memcpy(y + (size_t)(b0 + b) * %d, top + (size_t)b * ldtop, %d * sizeof(%s));",
+      plan.output, plan.output, real)
+  else
+    copy_rows(out, "        ", ctx, string.format("y + (size_t)b0 * %d", plan.output), src, "nb", plan.output, ld)
+  end
+  if split then
+    add("    }")
+    add("    /* the next block overwrites hnew: wait until the head has read it */")
+    add("    if (count > 1 && b0 + %d < %s) nnrt_workers_sync(team);", SB, B)
+  end
   add("}")
   return join(out)
 end
 
--- The sequence forward (container "work") or the training forward (container "tape").
+-- The sequence forward (container "work") or the training forward (container "tape"), as a job
+-- of the team. One thread does it all; several share the input projections and the head layers
+-- by rows, and each layer's recurrence by units, meeting at a barrier after every step.
 local function forward_body(ctx, container)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local is_train = container == "tape"
+  local split = is_train and ctx.par.train or (not is_train and ctx.par.sequence)
   local last = spec.output_at == "last"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
+  local function sync(why) if split then add("nnrt_workers_sync(team); /* %s */", why) end end
+  if not split then add("(void)id; (void)count; (void)team;") end
+  add("int r0, r1; /* this thread's rows of the products over all T*B rows */")
+  add("nnrt_share(rows, id, count, &r0, &r1);")
   if is_train then
-    add("tape->T = T;")
+    add("if (id == 0) {")
+    add("    tape->T = T;")
     for _, L in ipairs(plan.layers) do
-      add("memcpy(tape->h_init%d, s->%s, sizeof tape->h_init%d);", L.index, cname.state_h(L.index), L.index)
-      if L.cell == "lstm" then add("memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index) end
+      add("    memcpy(tape->h_init%d, s->%s, sizeof tape->h_init%d);", L.index, cname.state_h(L.index), L.index)
+      if L.cell == "lstm" then add("    memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index) end
     end
+    add("}")
   end
   local src, ld = "x", spec.input
   for k, L in ipairs(plan.layers) do
@@ -260,51 +369,78 @@ local function forward_body(ctx, container)
     local dst = is_train and ("tape->hs" .. L.index) or ("work->act" .. ((k - 1) % 2))
     local hn = is_train and ("tape->hn" .. L.index .. " + (size_t)t * " .. B .. " * " .. Hp) or "work->hn"
     add("/* layer %d (%s %d -> %d): the input projection, one product over all T*B rows */", L.index, L.cell, L.input, H)
-    add("%s(rows, %s, %d, w, %s, %d);", names.input_seq, src, ld, xp, GHp)
+    add("%s(r1 - r0, %s + (size_t)r0 * %d, %d, w, %s + (size_t)r0 * %d, %d);", names.input_seq, src, ld, ld, xp, GHp, GHp)
+    sync("every row of the projection is in")
     add("/* layer %d: the sequential path, W_hh h_{t-1} and the cell update */", L.index)
+    local nb0, nb1 = "0", tostring(L.NB)
+    if split then
+      add("{")
+      own_units(add, "    ", L)
+      nb0, nb1 = "u0", "u1"
+    end
     add("for (int t = 0; t < T; ++t) {")
     add("    %s *pre = %s + (size_t)t * %s * %d;", real, xp, B, GHp)
     add("    const %s *h_prev = t == 0 ? &s->%s[0][0] : %s + (size_t)(t - 1) * %s * %d;", real, h, dst, B, Hp)
-    add("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp,
-      L.cell == "gru" and (", " .. hn) or "")
+    local gru_hn = L.cell == "gru" and (", " .. hn) or ""
+    if split then
+      add("    if (count == 1) %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
+      add("    else {")
+      product_parts(add, "        ", L, names.recurrent_part, string.format("%s, h_prev, t == 0 ? %d : %d, w", B, H, Hp),
+        string.format("pre, pre, %d%s", GHp, gru_hn))
+      add("    }")
+    else
+      add("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
+    end
     add("    for (int b = 0; b < %s; ++b) {", B)
     add("        %s *h = %s + ((size_t)t * %s + b) * %d;", real, dst, B, Hp)
     if L.cell == "gru" then
       add("        const %s *h_prev_b = t == 0 ? s->%s[b] : h_prev + (size_t)b * %d;", real, h, Hp)
-      add("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h);", is_train and names.update_train or names.update_infer,
-        GHp, hn, Hp)
+      add("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h, %s, %s);", is_train and names.update_train or names.update_infer,
+        GHp, hn, Hp, nb0, nb1)
     elseif L.cell == "lstm" then
       if is_train then
         add("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
-        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h);",
-          names.update_train, GHp, L.index, B, Hp, L.index, B, Hp)
+        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h, %s, %s);",
+          names.update_train, GHp, L.index, B, Hp, L.index, B, Hp, nb0, nb1)
       else
-        add("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h);", names.update_infer, GHp, c, c)
+        add("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h, %s, %s);", names.update_infer, GHp, c, c, nb0, nb1)
       end
     else
-      add("        %s(pre + (size_t)b * %d, h);", is_train and names.update_train or names.update_infer, GHp)
+      add("        %s(pre + (size_t)b * %d, h, %s, %s);", is_train and names.update_train or names.update_infer, GHp, nb0, nb1)
     end
     add("    }")
+    if split then add("    nnrt_workers_sync(team); /* h_t is complete */") end
     add("}")
-    add("/* the final state */")
+    if split then add("}") end
+    add("/* the final state%s */", split and " (the recurrence no longer reads it)" or "")
+    if split then add("if (id == 0) {") end
     copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", h), string.format("%s + (size_t)(T - 1) * %s * %d", dst, B, Hp), B, H, Hp)
     if is_train and L.cell == "lstm" then
       copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", c), string.format("tape->cs%d + (size_t)(T - 1) * %s * %d", L.index, B, Hp), B, H, Hp)
     end
+    if split then add("}") end
     src, ld = dst, Hp
   end
-  local head_rows = last and B or "rows"
-  if last then src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, ld) end
+  -- The head layers and the output by rows. Inference reuses the two act buffers with another
+  -- row stride, so there the threads meet before each head layer (the previous readers of the
+  -- buffer it writes are done); the tape has a buffer per layer and a thread's rows go through
+  -- every head layer on their own.
+  if last then
+    src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, ld)
+    add("nnrt_share(%s, id, count, &r0, &r1);", B)
+  end
   for j, D in ipairs(plan.heads) do
     local names = ctx.heads[D.index]
     local dst = is_train and ("tape->head_out" .. D.index) or ("work->act" .. ((#plan.layers + j - 1) % 2))
+    if not is_train then sync("the act buffer this layer writes is no longer read") end
     add("/* head layer %d (%s %d -> %d): one product over %s rows */", D.index, D.activation, D.input, D.output, last and "the last step's B" or "all T*B")
-    add("%s(%s, %s, %d, w, %s, %d);", names.seq, head_rows, src, ld, dst, D.padded)
-    if names.activation then add("%s(%s, %s);", names.activation, head_rows, dst) end
+    add("%s(r1 - r0, %s + (size_t)r0 * %d, %d, w, %s + (size_t)r0 * %d, %d);", names.seq, src, ld, ld, dst, D.padded, D.padded)
+    if names.activation then add("%s(r1 - r0, %s + (size_t)r0 * %d);", names.activation, dst, D.padded) end
     src, ld = dst, D.padded
   end
   add("/* the output, unpadded */")
-  copy_rows(out, "    ", ctx, "y", src, head_rows, plan.output, ld)
+  copy_rows(out, "    ", ctx, string.format("y + (size_t)r0 * %d", plan.output), string.format("%s + (size_t)r0 * %d", src, ld),
+    "r1 - r0", plan.output, ld)
   return join(out)
 end
 
@@ -415,34 +551,76 @@ end
 
 -- ---- The model ---------------------------------------------------------------------------------
 
--- The entry points of one backend variant as static functions <P>_pack, _step, _forward,
--- _forward_train, _backward; the public ones (templates/model.c) check arguments and call them.
+-- The entry points of one backend variant as static functions <P>_pack, and <P>_step_mt,
+-- _forward_mt, _forward_train_mt, _backward_mt, which take a worker team (NULL: the caller's
+-- thread alone); the public ones (templates/model.c) check arguments and call them. Each entry point's body is a job of the
+-- team (nnrt_workers_run); on one thread, or where sharing cannot pay, the caller runs it alone.
 local function impl_functions(ctx)
   local spec, real, P = ctx.spec, ctx.real, ctx.P
   local name = spec.name
   local params, weights = ctx.params_type, cname.type(spec, "weights")
-  local function view(const)
-    -- With several variants in one file the public weights are an opaque block: view it as ours.
-    if not ctx.multi then return "" end
-    return string.format("    %s%s *w = (%s%s *)wv;\n", const, ctx.weights_type, const, ctx.weights_type)
-  end
-  local wname = ctx.multi and "wv" or "w"
+  local B = cname.macro(spec, "BATCH")
   local out = {}
   local function fn(signature, body)
     table.insert(out, signature .. "\n{\n" .. body .. "\n}")
   end
-  fn(string.format("static void %s_pack(const %s *p, %s *%s)", P, params, weights, wname), view("") .. pack_body(ctx))
-  fn(string.format("static void %s_step(const %s *%s, %s_state *s, const %s *x, %s *y)", P, weights, wname, name, real, real),
-    view("const ") .. step_body(ctx))
-  fn(string.format("static void %s_forward(const %s *%s, %s_state *s, %s_work *work, int T, const %s *x, %s *y)",
-    P, weights, wname, name, name, real, real), view("const ") .. "    const int rows = T * " .. cname.macro(spec, "BATCH") .. ";\n    (void)rows;\n"
-    .. forward_body(ctx, "work"))
-  fn(string.format("static void %s_forward_train(const %s *%s, %s_state *s, %s_tape *tape, int T, const %s *x, %s *y)",
-    P, weights, wname, name, name, real, real), view("const ") .. "    const int rows = T * " .. cname.macro(spec, "BATCH") .. ";\n    (void)rows;\n"
-    .. forward_body(ctx, "tape"))
-  fn(string.format("static void %s_backward(const %s *p, %s_tape *tape, const %s *x, const %s *dy, %s *g, %s *dx)",
-    P, params, name, real, real, params, real), "    const int T = tape->T;\n    const int rows = T * " .. cname.macro(spec, "BATCH")
-    .. ";\n" .. train.backward_body(ctx))
+  local view = ctx.multi and string.format("    %s *w = (%s *)wv;\n", ctx.weights_type, ctx.weights_type) or ""
+  fn(string.format("static void %s_pack(const %s *p, %s *%s)", P, params, weights, ctx.multi and "wv" or "w"), view .. pack_body(ctx))
+  -- entry: name, arguments { type, name }, the job's prologue, its body, whether sharing pays,
+  -- and the step's stack scratch.
+  local function entry(e)
+    local fields, decls, values = {}, {}, {}
+    for _, a in ipairs(e.args) do
+      table.insert(fields, string.format("    %s%s;", a[1], a[2]))
+      table.insert(decls, a[1] .. a[2])
+      table.insert(values, a[2])
+    end
+    for _, sc in ipairs(e.scratch or {}) do table.insert(fields, string.format("    %s *%s;", real, sc[1])) end
+    local args_type = string.format("%s_%s_args", P, e.name)
+    table.insert(out, string.format("typedef struct %s {\n%s\n} %s;", args_type, join(fields), args_type))
+    local prologue = { string.format("    const %s *a = arg;", args_type) }
+    for _, a in ipairs(e.args) do
+      if a[2] == "w" then
+        table.insert(prologue, string.format("    const %s *w = a->w;", ctx.weights_type))
+      else
+        table.insert(prologue, string.format("    %s%s = a->%s;", a[1], a[2], a[2]))
+      end
+    end
+    for _, sc in ipairs(e.scratch or {}) do table.insert(prologue, string.format("    %s *%s = a->%s;", real, sc[1], sc[1])) end
+    for _, line in ipairs(e.prologue or {}) do table.insert(prologue, "    " .. line) end
+    fn(string.format("static void %s_%s_job(void *arg, int id, int count, nnrt_workers *team)", P, e.name),
+      join(prologue) .. "\n" .. e.body)
+    local body = {}
+    for _, sc in ipairs(e.scratch or {}) do
+      table.insert(body, string.format("    _Alignas(64) %s %s[%d];", real, sc[1], sc[2]))
+    end
+    local init = {}
+    for _, v in ipairs(values) do table.insert(init, v) end
+    for _, sc in ipairs(e.scratch or {}) do table.insert(init, sc[1]) end
+    table.insert(body, string.format("    %s a = {%s};", args_type, table.concat(init, ", ")))
+    if e.pays then
+      table.insert(body, string.format("    if (nnrt_workers_threads(team) > 1) nnrt_workers_run(team, %s_%s_job, &a);", P, e.name))
+      table.insert(body, string.format("    else %s_%s_job(&a, 0, 1, NULL);", P, e.name))
+    else
+      table.insert(body, "    (void)team; /* too little work per step to share: the caller's thread alone */")
+      table.insert(body, string.format("    %s_%s_job(&a, 0, 1, NULL);", P, e.name))
+    end
+    fn(string.format("static void %s_%s_mt(nnrt_workers *team, %s)", P, e.name, table.concat(decls, ", ")), join(body))
+  end
+  local W = { "const void *", "w" }
+  local scratch = step_scratch(ctx)
+  entry({ name = "step", args = { W, { name .. "_state *", "s" }, { "const " .. real .. " *", "x" }, { real .. " *", "y" } },
+    scratch = scratch, body = step_body(ctx), pays = ctx.par.step })
+  local rows = "const int rows = T * " .. B .. ";"
+  entry({ name = "forward", args = { W, { name .. "_state *", "s" }, { name .. "_work *", "work" }, { "int ", "T" },
+    { "const " .. real .. " *", "x" }, { real .. " *", "y" } }, prologue = { rows }, body = forward_body(ctx, "work"),
+    pays = ctx.par.sequence })
+  entry({ name = "forward_train", args = { W, { name .. "_state *", "s" }, { name .. "_tape *", "tape" }, { "int ", "T" },
+    { "const " .. real .. " *", "x" }, { real .. " *", "y" } }, prologue = { rows }, body = forward_body(ctx, "tape"),
+    pays = ctx.par.train })
+  entry({ name = "backward", args = { { "const " .. params .. " *", "p" }, { name .. "_tape *", "tape" }, { "const " .. real .. " *", "x" },
+    { "const " .. real .. " *", "dy" }, { params .. " *", "g" }, { real .. " *", "dx" } },
+    prologue = { "const int T = tape->T;", rows }, body = train.backward_body(ctx), pays = ctx.par.train })
   return join(out)
 end
 
@@ -457,6 +635,7 @@ local function new_ctx(plan, backend, multi)
   ctx.vec = ctx.P .. "_vec"
   ctx.weights_type = multi and (ctx.P .. "_weights") or cname.type(spec, "weights")
   for _, L in ipairs(plan.layers) do ctx.has_gru = ctx.has_gru or L.cell == "gru" end
+  ctx.par = parallel.build(plan)
   return ctx
 end
 
@@ -491,10 +670,10 @@ local function dispatch_text(ctxs)
     string.format("typedef struct %s__variant {", name),
     "    const char *isa;",
     string.format("    void (*pack)(const %s_params *, %s_weights *);", name, name),
-    string.format("    void (*step)(const %s_weights *, %s_state *, const %s *, %s *);", name, name, real, real),
-    string.format("    void (*forward)(const %s_weights *, %s_state *, %s_work *, int, const %s *, %s *);", name, name, name, real, real),
-    string.format("    void (*forward_train)(const %s_weights *, %s_state *, %s_tape *, int, const %s *, %s *);", name, name, name, real, real),
-    string.format("    void (*backward)(const %s_params *, %s_tape *, const %s *, const %s *, %s_params *, %s *);", name, name, real, real, name, real),
+    string.format("    void (*step_mt)(nnrt_workers *, const void *, %s_state *, const %s *, %s *);", name, real, real),
+    string.format("    void (*forward_mt)(nnrt_workers *, const void *, %s_state *, %s_work *, int, const %s *, %s *);", name, name, real, real),
+    string.format("    void (*forward_train_mt)(nnrt_workers *, const void *, %s_state *, %s_tape *, int, const %s *, %s *);", name, name, real, real),
+    string.format("    void (*backward_mt)(nnrt_workers *, const %s_params *, %s_tape *, const %s *, const %s *, %s_params *, %s *);", name, name, real, real, name, real),
     "    const char *feature; /* __builtin_cpu_supports name, NULL: always */",
     string.format("} %s__variant;", name),
     "",
@@ -503,8 +682,9 @@ local function dispatch_text(ctxs)
   }
   for _, ctx in ipairs(ctxs) do
     local P = ctx.P
-    table.insert(out, string.format("    {\"%s\", %s_pack, %s_step, %s_forward, %s_forward_train, %s_backward, %s},", ctx.B.name,
-      P, P, P, P, P, ctx.B.cpu_feature and ('"' .. ctx.B.cpu_feature .. '"') or "NULL"))
+    table.insert(out, string.format("    {\"%s\", %s_pack, %s_step_mt, %s_forward_mt, %s_forward_train_mt, %s_backward_mt, %s},",
+      ctx.B.name, P, P, P, P, P,
+      ctx.B.cpu_feature and ('"' .. ctx.B.cpu_feature .. '"') or "NULL"))
   end
   table.insert(out, "};")
   table.insert(out, string.format("static _Atomic(const %s__variant *) %s__choice;", name, name))
@@ -602,7 +782,7 @@ function M.model(plan, sched, backend, templates, meta)
       name, backend.name))
   end
   local source = template.render("templates/model.c", templates["model.c"], vars({
-    abi = "3", includes = multi and "#include <stdatomic.h>\n#include <immintrin.h>" or "",
+    abi = "4", includes = multi and "#include <stdatomic.h>\n#include <immintrin.h>" or "",
     kernels = table.concat(sections, "\n\n"), impl = multi and (name .. "__chosen()->") or (widest.P .. "_"),
     loss_rows = spec.output_at == "last" and (NAME .. "_BATCH") or ("T * " .. NAME .. "_BATCH"),
     descriptor = desc, heads = heads, num_layers = tostring(#plan.layers), num_heads = tostring(#plan.heads),

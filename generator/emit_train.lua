@@ -80,11 +80,15 @@ function M.gradient_kernels(ctx)
   return cgen.banner("Backward kernels sit beside the forward ones of each layer")
 end
 
+-- The kernel's text, and its k groups (what threads share: ctx.groups[name]).
 local function transposed(ctx, name, G, H, Hp, K, accumulate, rows_hint, comment)
   local KB, ktail = k_shape(K, ctx.V)
   local mb, nk = backward_blocking(ctx.B.registers, KB, rows_hint)
-  return kernels.transposed_product(ctx, { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail,
-    accumulate = accumulate, mb = mb, nk = nk, comment = comment })
+  local k = { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail, accumulate = accumulate, mb = mb, nk = nk,
+    comment = comment }
+  ctx.groups = ctx.groups or {}
+  ctx.groups[name] = kernels.k_groups(k)
+  return kernels.transposed_product(ctx, k)
 end
 
 local function weight_gradient(ctx, name, G, H, Hp, K, comment)
@@ -155,21 +159,32 @@ end
 
 -- ---- The backward entry point ------------------------------------------------------------------
 
+-- The backward as a job of the team. One thread does it all; several share every product over
+-- all rows by rows, every weight and bias gradient by weight rows and units, and the sweep back
+-- through time by units: a thread's units are the k range of its share of the carry product
+-- (W_hh^T delta), so the next step's cell backward reads only the carry its own thread wrote,
+-- and the threads meet once per step, when every gate gradient of the step is in.
 function M.backward_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local last = spec.output_at == "last"
+  local split = ctx.par.train
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
+  local function sync(why) if split then add("nnrt_workers_sync(team); /* %s */", why) end end
+  local function groups(name) return #ctx.groups[name] end
   local turn = 0
   local function next_dact()
     turn = turn + 1
     return "tape->dact" .. ((turn - 1) % 2)
   end
   local f = function(t) return cname.field(t.name) end
+  if not split then add("(void)id; (void)count; (void)team;") end
+  add("int r0, r1, j0, j1, nb0, nb1; /* this thread's rows, weight rows and unit blocks */")
   -- The gradient flowing down: (buffer, row stride).
   local grad, ld = "dy", plan.output
   local head_rows = last and B or "rows"
+  if #plan.heads > 0 then add("nnrt_share(%s, id, count, &r0, &r1);", head_rows) end
   for j = #plan.heads, 1, -1 do
     local D = plan.heads[j]
     local names = ctx.heads[D.index]
@@ -183,82 +198,118 @@ function M.backward_body(ctx)
     local dinput = next_dact()
     add("/* head layer %d backward over %s rows: dpre, then dW, db and the input's gradient, each one product */",
       D.index, last and "B" or "all T*B")
-    add("%s(%s, %s, %d, tape->head_out%d, tape->dpre);", names.activation_backward, head_rows, grad, ld, D.index)
-    add("%s(%s, tape->dpre, %d, %s, %d, &g->%s[0][0]);", names.weight_grad, head_rows, D.padded, input, ld_in, f(D.weight))
-    add("%s(%s, tape->dpre, %d, g->%s);", names.bias_grad, head_rows, D.padded, f(D.bias))
-    add("%s(%s, tape->dpre, %d, &p->%s[0][0], %s, %d);", names.input_grad, head_rows, D.padded, f(D.weight), dinput, ld_in)
+    add("%s(r1 - r0, %s + (size_t)r0 * %d, %d, tape->head_out%d + (size_t)r0 * %d, tape->dpre + (size_t)r0 * %d);",
+      names.activation_backward, grad, ld, ld, D.index, D.padded, D.padded)
+    sync("dW and db sum over every row of dpre")
+    add("nnrt_share(%d, id, count, &j0, &j1);", D.output)
+    add("%s(%s, tape->dpre, %d, %s, %d, &g->%s[0][0], j0, j1);", names.weight_grad, head_rows, D.padded, input, ld_in, f(D.weight))
+    add("nnrt_share(%d, id, count, &nb0, &nb1);", D.NB)
+    add("%s(%s, tape->dpre, %d, g->%s, nb0, nb1);", names.bias_grad, head_rows, D.padded, f(D.bias))
+    add("%s(r1 - r0, tape->dpre + (size_t)r0 * %d, %d, &p->%s[0][0], %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
+      D.padded, D.padded, f(D.weight), dinput, ld_in, ld_in, groups(names.input_grad))
+    sync("dpre is free again, every row of the input's gradient is in")
     grad, ld = dinput, ld_in
   end
   local top = plan.layers[#plan.layers]
   if last then
     local dst = next_dact()
     add("/* many-to-one: only the last step of the top layer receives a gradient from above */")
+    if split then add("if (id == 0) {") end
     add("memset(%s, 0, (size_t)(T - 1) * %s * %d * sizeof(%s));", dst, B, top.padded, real)
     add("for (int b = 0; b < %s; ++b) memcpy(%s + ((size_t)(T - 1) * %s + b) * %d, %s + (size_t)b * %d, %d * sizeof(%s));",
       B, dst, B, top.padded, grad, ld, top.hidden, real)
+    if split then add("}") end
+    sync("the spread gradient is in")
     grad, ld = dst, top.padded
   end
+  add("nnrt_share(rows, id, count, &r0, &r1);")
   for k = #plan.layers, 1, -1 do
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
     local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
+    local carry_groups = ctx.groups[names.carry]
     add("/* layer %d: back through time, the sequential part (the cell backward and W_hh^T delta) */", l)
-    add("memset(tape->carry, 0, sizeof tape->carry);")
-    if L.cell == "lstm" then add("memset(tape->carry_c, 0, sizeof tape->carry_c);") end
-    add("for (int t = T - 1; t >= 0; --t) {")
+    add("{")
+    local starts = {}
+    for _, grp in ipairs(carry_groups) do table.insert(starts, grp.kb0) end
+    table.insert(starts, tostring(L.NB))
+    add("    static const int starts[%d] = {%s}; /* first unit block of each k group of the carry product */", #starts,
+      table.concat(starts, ", "))
+    add("    int q0, q1;")
+    add("    nnrt_share(%d, id, count, &q0, &q1);", #carry_groups)
+    add("    const int u0 = starts[q0], u1 = starts[q1];")
+    add("    const size_t e0 = (size_t)u0 * %d, e1 = (size_t)u1 * %d;", ctx.V, ctx.V)
     add("    for (int b = 0; b < %s; ++b) {", B)
-    add("        const size_t row = (size_t)t * %s + b;", B)
+    add("        memset(tape->carry + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", Hp, real)
+    if L.cell == "lstm" then add("        memset(tape->carry_c + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", Hp, real) end
+    add("    }")
+    add("    for (int t = T - 1; t >= 0; --t) {")
+    add("        for (int b = 0; b < %s; ++b) {", B)
+    add("            const size_t row = (size_t)t * %s + b;", B)
     local args = { string.format("%s + row * %d", grad, ld), string.format("tape->carry + (size_t)b * %d", Hp) }
     if L.cell == "rnn" then
       table.insert(args, string.format("tape->hs%d + row * %d", l, Hp))
     elseif L.cell == "lstm" then
-      add("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      add("            const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
       table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
       table.insert(args, string.format("tape->tanh_cs%d + row * %d", l, Hp))
       table.insert(args, "c_prev")
       table.insert(args, string.format("tape->carry_c + (size_t)b * %d", Hp))
     else
-      add("        const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      add("            const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
       table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
       table.insert(args, string.format("tape->hn%d + row * %d", l, Hp))
       table.insert(args, "h_prev")
       table.insert(args, string.format("tape->dhn + row * %d", Hp))
     end
     table.insert(args, string.format("tape->dgates + row * %d", GHp))
-    add("        %s(%s);", names.cell_backward, table.concat(args, ", "))
-    add("    }")
-    add("    %s(%s, tape->dgates + (size_t)t * %s * %d, %d, &p->%s[0][0], tape->carry, %d);", names.carry, B, B, GHp, GHp,
+    table.insert(args, "u0")
+    table.insert(args, "u1")
+    add("            %s(%s);", names.cell_backward, table.concat(args, ", "))
+    add("        }")
+    if split then add("        nnrt_workers_sync(team); /* every gate gradient of step t is in */") end
+    add("        %s(%s, tape->dgates + (size_t)t * %s * %d, %d, &p->%s[0][0], tape->carry, %d, q0, q1);", names.carry, B, B, GHp, GHp,
       f(L.weight_hh), Hp)
     if L.cell == "gru" then
-      add("    %s(%s, tape->dhn + (size_t)t * %s * %d, %d, &p->%s[%d][0], tape->carry, %d);", names.carry_n, B, B, Hp, Hp,
+      assert(#ctx.groups[names.carry_n] == #carry_groups, "the two carry products share their k groups")
+      add("        %s(%s, tape->dhn + (size_t)t * %s * %d, %d, &p->%s[%d][0], tape->carry, %d, q0, q1);", names.carry_n, B, B, Hp, Hp,
         f(L.weight_hh), 2 * H, Hp)
     end
+    add("    }")
     add("}")
+    sync("the sweep is done: every dgates row is in")
     local input, ld_in = "x", spec.input
     if k > 1 then input, ld_in = "tape->hs" .. plan.layers[k - 1].index, plan.layers[k - 1].padded end
     add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
-    add("%s(rows, tape->dgates, %d, %s, %d, &g->%s[0][0]);", names.ih_grad, GHp, input, ld_in, f(L.weight_ih))
-    add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad, GHp, f(L.bias_ih))
+    add("nnrt_share(%d, id, count, &j0, &j1);", H)
+    add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
+    add("%s(rows, tape->dgates, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, GHp, input, ld_in, f(L.weight_ih))
+    add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad, GHp, f(L.bias_ih))
     add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
-    add("%s(rows - %s, tape->dgates + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0]);", names.hh_grad, B, B, GHp, GHp, l, Hp, f(L.weight_hh))
-    add("%s(%s, tape->dgates, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0]);", names.hh_grad, B, GHp, l, H, f(L.weight_hh))
+    add("%s(rows - %s, tape->dgates + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, B, GHp, GHp, l, Hp,
+      f(L.weight_hh))
+    add("%s(%s, tape->dgates, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, GHp, l, H, f(L.weight_hh))
     if L.cell == "gru" then
-      add("%s(rows - %s, tape->dhn + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0]);", names.hh_grad_n, B, B, Hp, Hp, l, Hp,
+      add("%s(rows - %s, tape->dhn + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, B, Hp, Hp, l, Hp,
         f(L.weight_hh), 2 * H)
-      add("%s(%s, tape->dhn, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0]);", names.hh_grad_n, B, Hp, l, H, f(L.weight_hh), 2 * H)
-      add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad_rz, GHp, f(L.bias_hh))
-      add("%s(rows, tape->dhn, %d, g->%s + %d);", names.bias_grad_n, Hp, f(L.bias_hh), 2 * H)
+      add("%s(%s, tape->dhn, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, Hp, l, H, f(L.weight_hh), 2 * H)
+      add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad_rz, GHp, f(L.bias_hh))
+      add("%s(rows, tape->dhn, %d, g->%s + %d, nb0, nb1);", names.bias_grad_n, Hp, f(L.bias_hh), 2 * H)
     else
-      add("%s(rows, tape->dgates, %d, g->%s);", names.bias_grad, GHp, f(L.bias_hh))
+      add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad, GHp, f(L.bias_hh))
     end
+    local ig = groups(names.input_grad)
     if k > 1 then
       local dinput = next_dact()
       add("/* layer %d: the gradient of its input, one product over all T*B rows, for the layer below */", l)
-      add("%s(rows, tape->dgates, %d, &p->%s[0][0], %s, %d);", names.input_grad, GHp, f(L.weight_ih), dinput, ld_in)
+      add("%s(r1 - r0, tape->dgates + (size_t)r0 * %d, %d, &p->%s[0][0], %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad, GHp, GHp,
+        f(L.weight_ih), dinput, ld_in, ld_in, ig)
+      sync("the layer below reads every row; dgates is reused")
       grad, ld = dinput, ld_in
     else
       add("/* the gradient of the input itself, when asked for */")
-      add("if (dx) %s(rows, tape->dgates, %d, &p->%s[0][0], dx, %d);", names.input_grad, GHp, f(L.weight_ih), spec.input)
+      add("if (dx) %s(r1 - r0, tape->dgates + (size_t)r0 * %d, %d, &p->%s[0][0], dx + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
+        GHp, GHp, f(L.weight_ih), spec.input, spec.input, ig)
     end
   end
   return join(out)

@@ -64,19 +64,22 @@ local function vstore(ctx, addr, v, last, tail)
   return ctx.B.store(ctx.p, addr, v) .. ";"
 end
 
--- Emits body(pad, jb, last) for every block of NB: a loop over the full blocks (jb a C
--- expression) and, when H is not a multiple of V, the tail block written out (last = true).
-local function over_blocks(out, indent, NB, tail, body)
+-- Emits body(pad, jb, last) for the blocks nb0 <= jb < nb1 of NB (C variables, so that cores can
+-- share the units of a layer; whole = true: every block): a loop over the full blocks and, when
+-- H is not a multiple of V, the tail block written out (last = true) for the range ending at NB.
+local function over_blocks(out, indent, NB, tail, body, whole)
   local full = tail > 0 and NB - 1 or NB
-  if full == 1 then
-    body(indent, "0", false)
-  elseif full > 1 then
-    table.insert(out, string.format("%sfor (int jb = 0; jb < %d; ++jb) {", indent, full))
+  if full > 0 then
+    local first, bound = "nb0", tail > 0 and string.format("(nb1 < %d ? nb1 : %d)", full, full) or "nb1"
+    if whole then first, bound = "0", tostring(full) end
+    table.insert(out, string.format("%sfor (int jb = %s; jb < %s; ++jb) {", indent, first, bound))
     body(indent .. "    ", "jb", false)
     table.insert(out, indent .. "}")
+  elseif not whole then
+    table.insert(out, indent .. "(void)nb0; /* one block: the tail */")
   end
   if tail > 0 then
-    table.insert(out, string.format("%s{ /* the last %d units */", indent, tail))
+    table.insert(out, string.format("%s%s{ /* the last %d units */", indent, whole and "" or string.format("if (nb1 == %d) ", NB), tail))
     body(indent .. "    ", tostring(NB - 1), true)
     table.insert(out, indent .. "}")
   end
@@ -96,7 +99,8 @@ end
 --                            row of that vector (default: the gate's own) }
 --                     or { kind = "buffer" } (init[row][g*Hp + j], may alias out), or nil (zero),
 --        dest = per gate nil (out) or "second" (a second output buffer, for gru's W_hn h),
---        rb, jb (register blocking), gate_names (for the accumulators' names), comment }
+--        rb, jb (register blocking), gate_names (for the accumulators' names), comment,
+--        unit0 = true: the kernel covers NB blocks from a run-time block u0 on (a core's share) }
 function M.packed_product(ctx, k)
   local B, p, P = ctx.B, ctx.p, ctx.P
   local real, vec = ctx.real, ctx.vec
@@ -112,6 +116,7 @@ function M.packed_product(ctx, k)
   table.insert(params, string.format("%s *out", real))
   table.insert(params, "int ldo")
   if uses_second then table.insert(params, string.format("%s *restrict second", real)) end
+  if k.unit0 then table.insert(params, "int u0") end
   table.insert(out, string.format("static void %s(%s)", k.name, table.concat(params, ", ")))
   table.insert(out, "{")
   table.insert(out, string.format("    const %s *restrict panel = %s;", real, k.panel))
@@ -166,12 +171,12 @@ function M.packed_product(ctx, k)
     local full = k.NB - k.NB % k.jb
     if full > 0 then
       table.insert(out, string.format("        for (int jb = 0; jb < %d; jb += %d) {", full, k.jb))
-      block("            ", rb, k.jb, "jb")
+      block("            ", rb, k.jb, k.unit0 and "u0 + jb" or "jb")
       table.insert(out, "        }")
     end
     if k.NB % k.jb > 0 then
       table.insert(out, "        {")
-      block("            ", rb, k.NB % k.jb, tostring(full))
+      block("            ", rb, k.NB % k.jb, k.unit0 and ("u0 + " .. full) or tostring(full))
       table.insert(out, "        }")
     end
     table.insert(out, "    }")
@@ -223,8 +228,10 @@ function M.cell_update(ctx, name, L, mode)
     if mode == "train" then table.insert(params, string.format("%s *restrict tanh_c", real)) end
   end
   table.insert(params, string.format("%s *h", real))
+  table.insert(params, "int nb0")
+  table.insert(params, "int nb1")
   local out = {
-    string.format("/* Layer %d cell update for one row (%s), vectorised over units: %s. */", L.index, mode,
+    string.format("/* Layer %d cell update for one row (%s), vectorised over units, blocks nb0..nb1 of %d units: %s. */", L.index, mode, V,
       L.cell == "lstm" and "c' = f*c + i*g, h' = o*tanh(c')" or L.cell == "gru" and "n = tanh(xn + r*hn), h' = (1-z)*n + z*h"
       or ("h' = " .. L.activation .. "(pre)")),
     string.format("static void %s(%s)", name, table.concat(params, ", ")),
@@ -295,8 +302,10 @@ function M.cell_backward(ctx, name, L)
     table.insert(params, string.format("%s *restrict dhn", real))
   end
   table.insert(params, string.format("%s *restrict dgates", real))
+  table.insert(params, "int nb0")
+  table.insert(params, "int nb1")
   local out = {
-    string.format("/* Layer %d, one row one step back: dgates from dh = dh_out + carry (the reverse of the cell update). */", L.index),
+    string.format("/* Layer %d, one row one step back, blocks nb0..nb1 of %d units: dgates from dh = dh_out + carry (the reverse of the cell update). */", L.index, V),
     string.format("static void %s(%s)", name, table.concat(params, ", ")),
     "{",
   }
@@ -341,7 +350,8 @@ end
 -- ---- Backward: products with the canonical weights ---------------------------------------------
 
 -- dst[n][k] (+)= sum over the G*H canonical rows r = g*H + j of dg[n][g*Hp + j] * W[r][k], for k in
--- [0, K): the transposed product (W^T delta), vectorised over k, weights read row by row.
+-- [0, K): the transposed product (W^T delta), vectorised over k, weights read row by row. Only
+-- the k groups q0 <= q < q1 of k_groups are computed, so that cores can share the k range.
 --   k: { name, G, H, Hp, K, KB (= ceil(K/V)), ktail, accumulate, mb (rows per block), nk (k
 --        vectors per block), comment }. dst rows have stride ldd (padded, or the caller's unpadded).
 function M.transposed_product(ctx, k)
@@ -349,7 +359,7 @@ function M.transposed_product(ctx, k)
   local V = ctx.V
   local out = {
     "/* " .. k.comment .. " */",
-    string.format("static void %s(int rows, const %s *restrict dg, int ldg, const %s *restrict w, %s *restrict dst, int ldd)",
+    string.format("static void %s(int rows, const %s *restrict dg, int ldg, const %s *restrict w, %s *restrict dst, int ldd, int q0, int q1)",
       k.name, real, real, real),
     "{",
   }
@@ -386,8 +396,8 @@ function M.transposed_product(ctx, k)
   table.insert(out, "    int row = 0;")
   for _, mb in ipairs(k.mb > 1 and { k.mb, 1 } or { 1 }) do
     table.insert(out, string.format("    for (; row + %d <= rows; row += %d) {", mb, mb))
-    for _, grp in ipairs(M.k_groups(k)) do
-      table.insert(out, "        {")
+    for q, grp in ipairs(M.k_groups(k)) do
+      table.insert(out, string.format("        if (q0 <= %d && %d < q1) { /* k vectors %s..%d */", q - 1, q - 1, grp.kb0, grp.kb0 + grp.nk - 1))
       block("            ", mb, grp.kb0, grp.nk, grp.tail)
       table.insert(out, "        }")
     end
@@ -410,8 +420,9 @@ function M.k_groups(k)
   return groups
 end
 
--- dw[r][k] += sum over rows n of dg[n][g*Hp + j] * x[n][k] (r = g*H + j): a weight gradient, one
--- product over every timestep and sequence, vectorised over k; dw is canonical [G*H][K].
+-- dw[r][k] += sum over rows n of dg[n][g*Hp + j] * x[n][k] (r = g*H + j), for j0 <= j < j1: a
+-- weight gradient, one product over every timestep and sequence, vectorised over k; dw is
+-- canonical [G*H][K].
 -- The rows go in chunks of `chunk` whose inputs stay in L1 while every weight row's block
 -- accumulates over them; without the chunks each block would stream all of x from L2 again.
 --   k: { name, G, H, Hp, K, KB, ktail, mr (weight rows per block), nk, chunk, comment }
@@ -420,7 +431,7 @@ function M.weight_gradient(ctx, k)
   local V = ctx.V
   local out = {
     "/* " .. k.comment .. " */",
-    string.format("static void %s(int rows, const %s *restrict dg, int ldg, const %s *restrict x, int ldx, %s *restrict dw)",
+    string.format("static void %s(int rows, const %s *restrict dg, int ldg, const %s *restrict x, int ldx, %s *restrict dw, int j0, int j1)",
       k.name, real, real, real),
     "{",
     string.format("    for (int n0 = 0; n0 < rows; n0 += %d) { /* %d rows of x: %d bytes, L1-resident */", k.chunk, k.chunk,
@@ -454,10 +465,9 @@ function M.weight_gradient(ctx, k)
     end
   end
   local groups = M.k_groups(k)
-  local main = k.H - k.H % k.mr
-  local function rows_part(first, last_row, mr)
-    if last_row <= first then return end
-    table.insert(out, string.format("        for (int j = %d; j < %d; j += %d) {", first, last_row, mr))
+  -- Weight rows j0 <= j < j1 of every gate (cores share them), in blocks of mr, then one by one.
+  local function rows_part(loop, mr)
+    table.insert(out, string.format("        %s {", loop))
     for _, grp in ipairs(groups) do
       table.insert(out, "            {")
       block("                ", mr, grp.kb0, grp.nk, grp.tail)
@@ -465,8 +475,9 @@ function M.weight_gradient(ctx, k)
     end
     table.insert(out, "        }")
   end
-  rows_part(0, main, k.mr)
-  rows_part(main, k.H, 1)
+  table.insert(out, "        int j = j0;")
+  if k.mr > 1 then rows_part(string.format("for (; j + %d <= j1; j += %d)", k.mr, k.mr), k.mr) end
+  rows_part("for (; j < j1; ++j)", 1)
   table.insert(out, "    }")
   table.insert(out, "    }")
   table.insert(out, "}")
@@ -478,8 +489,8 @@ function M.bias_gradient(ctx, name, G, NB, tail, H, Hp)
   local B, p, vec, real = ctx.B, ctx.p, ctx.vec, ctx.real
   local V = ctx.V
   local out = {
-    string.format("/* db[g*%d + j] += sum over rows of dg[row][g*%d + j]: a bias gradient, all rows at once. */", H, Hp),
-    string.format("static void %s(int rows, const %s *restrict dg, int ldg, %s *restrict db)", name, real, real),
+    string.format("/* db[g*%d + j] += sum over rows of dg[row][g*%d + j]: a bias gradient, all rows at once (blocks nb0..nb1 of units). */", H, Hp),
+    string.format("static void %s(int rows, const %s *restrict dg, int ldg, %s *restrict db, int nb0, int nb1)", name, real, real),
     "{",
     string.format("    for (int g = 0; g < %d; ++g) {", G),
   }
@@ -519,7 +530,7 @@ function M.activation_backward(ctx, name, act, O, NB, tail, Op)
     table.insert(out, string.format("%sconst %s d = %s;", pad, vec, d))
     if act ~= "linear" then table.insert(out, string.format("%sconst %s yv = %s;", pad, vec, yv)) end
     table.insert(out, pad .. B.store(p, offset(string.format("dpre + (size_t)row * %d", Op), jb, V), value) .. ";")
-  end)
+  end, true)
   table.insert(out, "    }")
   table.insert(out, "}")
   return join(out)

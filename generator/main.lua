@@ -111,7 +111,7 @@ local function compile_command(runtime, backend, dir, name)
     table.insert(parts, shell_quote(p))
   end
   if backend.libs ~= "" then table.insert(parts, backend.libs) end
-  for _, p in ipairs({ "-ljansson", "-lm", "-o", dir .. "/" .. name }) do
+  for _, p in ipairs({ "-ljansson", "-lm", "-pthread", "-o", dir .. "/" .. name }) do
     table.insert(parts, shell_quote(p))
   end
   return table.concat(parts, " ")

@@ -30,7 +30,10 @@ M.LOSSES = { "mse", "cross_entropy", "bce" }
 M.OUTPUT_AT = { "all", "last" }
 M.PRECISIONS = { "f32", "f64" }
 M.MATH = { "accurate", "fast" }
-M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math" }
+-- How the *_mt entry points use a team of threads (generator/parallel.lua): "auto" shares a
+-- layer-step's units among the threads where that pays, "split" always, "one" never.
+M.PARALLEL = { "auto", "split", "one" }
+M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math", "parallel" }
 
 local C_KEYWORDS = {}
 for word in ([[auto break case char const continue default do double else enum extern float for
@@ -290,6 +293,7 @@ local function validate(model, lines, path)
   spec.output_at = check:choice(fields.output_at, M.OUTPUT_AT, line_of("output_at"), "output_at", "all")
   spec.precision = check:choice(fields.precision, M.PRECISIONS, line_of("precision"), "precision", "f32")
   spec.math = check:choice(fields.math, M.MATH, line_of("math"), "math", "accurate")
+  spec.parallel = check:choice(fields.parallel, M.PARALLEL, line_of("parallel"), "parallel", "auto")
 
   spec.recurrent, spec.head = {}, {}
   local recurrent_line, head_line = line_of("recurrent"), line_of("head")

@@ -24,7 +24,7 @@ extern "C" {
 
 /* Bumped whenever the generated code's view of this header changes; generated sources check it
  * at compile time. */
-#define NNRT_ABI_VERSION 3
+#define NNRT_ABI_VERSION 4
 
 /* ---- Result codes ---------------------------------------------------------------------- */
 #define NNRT_OK 0          /* success */
@@ -167,6 +167,8 @@ typedef struct nnrt_param_desc {
     double init_bound; /* default init draws U(-init_bound, init_bound) */
 } nnrt_param_desc;
 
+typedef struct nnrt_workers nnrt_workers; /* a team of threads: see "Worker threads" below */
+
 typedef struct nnrt_model {
     int abi_version; /* NNRT_ABI_VERSION at generation time */
     const char *name;
@@ -198,6 +200,13 @@ typedef struct nnrt_model {
     int (*forward_train)(const void *weights, void *state, void *tape, int T, const void *x, void *y);
     int (*loss)(int T, const void *y, const void *target, double *loss, void *dy);
     int (*backward)(const void *params, void *tape, const void *x, const void *dy, void *grads, void *dx);
+    /* The same on a team of threads (see nnrt_workers below; NULL: the caller's thread). */
+    void (*step_mt)(nnrt_workers *team, const void *weights, void *state, const void *x, void *y);
+    int (*forward_mt)(nnrt_workers *team, const void *weights, void *state, void *work, int T, const void *x, void *y);
+    int (*forward_train_mt)(nnrt_workers *team, const void *weights, void *state, void *tape, int T, const void *x,
+                            void *y);
+    int (*backward_mt)(nnrt_workers *team, const void *params, void *tape, const void *x, const void *dy, void *grads,
+                       void *dx);
 } nnrt_model;
 
 /* PyTorch-style default init of the flat parameter array: each tensor, in descriptor order,
@@ -304,6 +313,31 @@ int nnrt_checkpoint_load(const char *path, const nnrt_model *m, void *params, nn
  * stdout; train's progress goes to stderr. train --checkpoint C on a stream (T > seq_len) also
  * writes C.stream, the state carried between chunks, which --resume inside the stream needs. */
 int nnrt_driver_main(const nnrt_model *m, int argc, char **argv);
+
+/* ---- Worker threads ------------------------------------------------------------------------
+ * A team of threads the caller creates once and passes to the generated *_mt entry points, so
+ * the application decides how many cores a model uses and when its threads exist. Thread 0 is
+ * the caller's own thread; nnrt_workers_create starts the other threads - 1, which wait for
+ * jobs (spinning briefly, then sleeping). Nothing is created or freed per call. A team runs one
+ * job at a time: share it between models only from one thread. */
+#define NNRT_MAX_THREADS 64
+/* A job runs on every thread of the team at once: id in 0..count-1 (0 is the caller). */
+typedef void nnrt_job(void *arg, int id, int count, nnrt_workers *team);
+int nnrt_workers_create(int threads, nnrt_workers **out); /* threads in 1..NNRT_MAX_THREADS */
+void nnrt_workers_destroy(nnrt_workers *team);            /* NULL is accepted */
+int nnrt_workers_threads(const nnrt_workers *team);       /* 1 for NULL */
+/* Runs job on every thread and returns when all have finished. A NULL team runs it on the
+ * caller alone (id 0, count 1). */
+void nnrt_workers_run(nnrt_workers *team, nnrt_job *job, void *arg);
+/* Inside a job: waits until every thread of the team has arrived here. Everything a thread
+ * wrote before the barrier is visible to every thread after it (acquire/release). */
+void nnrt_workers_sync(nnrt_workers *team);
+/* Thread id's share [*lo, *hi) of n items: contiguous, in order, sizes differing by at most one. */
+static inline void nnrt_share(int n, int id, int count, int *lo, int *hi)
+{
+    *lo = (int)((long long)n * id / count);
+    *hi = (int)((long long)n * (id + 1) / count);
+}
 
 #ifdef __cplusplus
 }

@@ -126,7 +126,7 @@ enum { BENCH_STEPS, BENCH_THREADS, BENCH_JSON };
 static const option bench_opts[] = {
     [BENCH_STEPS] = {"--steps", "N", 0,
                      "timed runs per measurement, their median reported (default 21)"},
-    [BENCH_THREADS] = {"--threads", "N", 0, "threads (default 1; only 1 is supported so far)"},
+    [BENCH_THREADS] = {"--threads", "N", 0, "threads of the team the calls run on (default 1)"},
     [BENCH_JSON] = {"--json", NULL, 0, "print one JSON object instead of the table"},
 };
 
@@ -1207,9 +1207,6 @@ done:
 #define BENCH_PATIENCE_NS 200000000LL /* warm-up waits this long at most for an unpreempted run */
 /* A run that lost more than 1/BENCH_LOST_DIVISOR of its time to other processes is redone. */
 #define BENCH_LOST_DIVISOR 100
-/* Threads bench can use. Only 1 for now: the generated code runs a call on the calling thread.
- * The count travels in bench_config down to the measurements, so threads slot in there. */
-#define BENCH_MAX_THREADS 1
 #define BENCH_TRAIN_FACTOR 3 /* train FLOPs = 3 x forward's */
 #define BENCH_TRAIN_CONVENTION                                                                     \
     "train = 3 x forward: the backward does two products (dX and dW) per product of the forward"
@@ -1223,6 +1220,8 @@ typedef struct bench_config {
 /* What the calls of the measurements work on. */
 typedef struct bench_ctx {
     const nnrt_model *m;
+    nnrt_workers *team; /* NULL with one thread */
+    int threads;
     void *params, *weights, *grads, *state, *work, *tape;
     char *x;       /* [seq_len][B][I] random inputs */
     char *y;       /* [seq_len][B][O] outputs (step writes [B][O]; so does output_last) */
@@ -1262,7 +1261,7 @@ static int bench_step(bench_ctx *c, int64_t calls) {
     const nnrt_model *m = c->m;
     int t = c->t;
     for (int64_t i = 0; i < calls; i++) {
-        m->step(c->weights, c->state, c->x + (size_t)t * c->x_step, c->y);
+        m->step_mt(c->team, c->weights, c->state, c->x + (size_t)t * c->x_step, c->y);
         if (++t == m->seq_len) t = 0;
     }
     c->t = t;
@@ -1272,7 +1271,7 @@ static int bench_step(bench_ctx *c, int64_t calls) {
 static int bench_forward(bench_ctx *c, int64_t calls) {
     const nnrt_model *m = c->m;
     for (int64_t i = 0; i < calls; i++) {
-        int rc = m->forward(c->weights, c->state, c->work, m->seq_len, c->x, c->y);
+        int rc = m->forward_mt(c->team, c->weights, c->state, c->work, m->seq_len, c->x, c->y);
         if (rc != NNRT_OK) return rc;
     }
     return NNRT_OK;
@@ -1281,8 +1280,8 @@ static int bench_forward(bench_ctx *c, int64_t calls) {
 static int bench_train(bench_ctx *c, int64_t calls) {
     const nnrt_model *m = c->m;
     for (int64_t i = 0; i < calls; i++) {
-        int rc = m->forward_train(c->weights, c->state, c->tape, m->seq_len, c->x, c->y);
-        if (rc == NNRT_OK) rc = m->backward(c->params, c->tape, c->x, c->dy, c->grads, NULL);
+        int rc = m->forward_train_mt(c->team, c->weights, c->state, c->tape, m->seq_len, c->x, c->y);
+        if (rc == NNRT_OK) rc = m->backward_mt(c->team, c->params, c->tape, c->x, c->dy, c->grads, NULL);
         if (rc != NNRT_OK) return rc;
     }
     return NNRT_OK;
@@ -1320,6 +1319,7 @@ static void bench_flops(const nnrt_model *m, int64_t flops[NUM_OPS]) {
 }
 
 static void bench_close(bench_ctx *c) {
+    nnrt_workers_destroy(c->team);
     nnrt_free(c->dy);
     nnrt_free(c->y);
     nnrt_free(c->x);
@@ -1340,9 +1340,14 @@ static void fill_uniform(nnrt_dtype dtype, void *dst, size_t n, nnrt_rng *rng) {
 
 /* Allocates the buffers, initialises and packs the weights, draws x and dy. Prints what went
  * wrong; returns 0 or an exit code. c must be closed either way. */
-static int bench_open(const nnrt_model *m, bench_ctx *c) {
+static int bench_open(const nnrt_model *m, int threads, bench_ctx *c) {
     memset(c, 0, sizeof *c);
     c->m = m;
+    c->threads = threads;
+    if (threads > 1 && nnrt_workers_create(threads, &c->team) != NNRT_OK) {
+        report("%s", nnrt_last_error());
+        return EXIT_USAGE;
+    }
     size_t es = nnrt_dtype_size(m->dtype);
     size_t xcount = (size_t)m->seq_len * (size_t)m->batch * (size_t)m->input;
     size_t ycount = (size_t)m->seq_len * ycount_step(m);
@@ -1381,8 +1386,9 @@ static int64_t clock_ns(clockid_t clock) {
 
 static int64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
-/* The CPU time of the process: a run's wall time less its CPU time is the time other processes
- * had the CPU (one thread: with more, the CPU time of each would count). */
+/* The CPU time of the process: the team's threads are busy for the whole of a run (they spin
+ * between calls), so threads x its wall time less its CPU time is the time other processes had
+ * the CPU. */
 static int64_t cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* One run: prepare (untimed), then calls back to back between two reads of the clock. The run
@@ -1393,7 +1399,8 @@ static int bench_run(bench_ctx *c, const bench_op *op, int64_t calls, int64_t *n
     int rc = op->run(c, calls);
     *ns = now_ns() - start;
     cpu = cpu_ns() - cpu;
-    *preempted = (*ns - cpu) * BENCH_LOST_DIVISOR > *ns;
+    int64_t all = *ns * c->threads;
+    *preempted = (all - cpu) * BENCH_LOST_DIVISOR > all;
     return rc;
 }
 
@@ -1571,10 +1578,8 @@ static int parse_bench(const char *const *vals, bench_config *cfg) {
     }
     if (vals[BENCH_THREADS] && parse_count("--threads", vals[BENCH_THREADS], &threads))
         return EXIT_USAGE;
-    if (threads > BENCH_MAX_THREADS) {
-        report("option --threads: %" PRId64 " threads requested, but only %d is supported so "
-               "far (multi-threading is not implemented yet)",
-               threads, BENCH_MAX_THREADS);
+    if (threads > NNRT_MAX_THREADS) {
+        report("option --threads: %" PRId64 " threads requested, at most %d", threads, NNRT_MAX_THREADS);
         return EXIT_USAGE;
     }
     cfg->threads = (int)threads;
@@ -1586,9 +1591,10 @@ static int cmd_bench(const nnrt_model *m, const char *const *vals) {
     bench_config cfg;
     int status = parse_bench(vals, &cfg);
     if (status != 0) return status;
-    if (!m->step || !m->forward_train || !m->backward || m->tape_bytes == 0) {
-        report("model %s has no %s entry point for this runtime: regenerate it", m->name,
-               !m->step ? "step" : "training");
+    if (!m->step_mt || !m->forward_mt || !m->forward_train_mt || !m->backward_mt || m->tape_bytes == 0) {
+        report("model %s lacks entry points bench times (step_mt, forward_mt, forward_train_mt, "
+               "backward_mt) for this runtime: regenerate it",
+               m->name);
         return EXIT_USAGE;
     }
 
@@ -1600,7 +1606,7 @@ static int cmd_bench(const nnrt_model *m, const char *const *vals) {
         report("out of memory (%" PRId64 " runs)", cfg.runs);
         return EXIT_USAGE;
     }
-    if ((status = bench_open(m, &c)) != 0) goto done;
+    if ((status = bench_open(m, cfg.threads, &c)) != 0) goto done;
     bench_flops(m, flops);
     for (int k = 0; k < NUM_OPS; k++) {
         const bench_op *op = &bench_ops[k];

@@ -1,7 +1,7 @@
 #!/bin/sh
-# test_neon.sh — the ISA suite (tests/test_isa.c) for the NEON backend: every spec under
+# test_neon.sh — the ISA suite (tests/test_isa.c) and the threads suite (tests/test_threads.c) for the NEON backend: every spec under
 # tests/specs/isa generated for scalar and for neon (--name <name>_neon), cross-compiled for
-# AArch64 with the runtime and a runner of the isa suite alone (tests/isa/run_isa_tests.c), and
+# AArch64 with the runtime and a runner of those two suites (tests/isa/run_isa_tests.c), and
 # run under qemu-aarch64: NEON against scalar, both running on (emulated) aarch64. `make test-neon`
 # calls it after building the native rnnc, which generates the sources.
 #
@@ -144,7 +144,7 @@ for name in $names; do
     done
 done
 add_job "$OBJ/tests/registry.o" "$GEN/registry.c" "-Iruntime -Itests" tests/isa_models.h $headers
-for src in tests/test_isa.c tests/reference.c tests/isa/run_isa_tests.c; do
+for src in tests/test_isa.c tests/test_threads.c tests/reference.c tests/isa/run_isa_tests.c; do
     base=${src##*/}
     add_job "$OBJ/tests/${base%.c}.o" "$src" "-pthread -Iruntime -Itests $(pc --cflags check)" \
         tests/isa_models.h tests/reference.h $headers

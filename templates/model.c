@@ -46,24 +46,41 @@ void ${name}_reset(${name}_state *s)
 
 void ${name}_step(const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y)
 {
-    ${impl}step(w, s, x, y);
+    ${impl}step_mt(NULL, w, s, x, y);
+}
+
+void ${name}_step_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y)
+{
+    ${impl}step_mt(team, w, s, x, y);
 }
 
 int ${name}_forward(const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
                     const ${name}_real *x, ${name}_real *y)
 {
+    return ${name}_forward_mt(NULL, w, s, work, T, x, y);
+}
+
+int ${name}_forward_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
+                       const ${name}_real *x, ${name}_real *y)
+{
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
-    ${impl}forward(w, s, work, T, x, y);
+    ${impl}forward_mt(team, w, s, work, T, x, y);
     return NNRT_OK;
 }
 
 int ${name}_forward_train(const ${name}_weights *w, ${name}_state *s, ${name}_tape *tape, int T,
                           const ${name}_real *x, ${name}_real *y)
 {
+    return ${name}_forward_train_mt(NULL, w, s, tape, T, x, y);
+}
+
+int ${name}_forward_train_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, ${name}_tape *tape, int T,
+                             const ${name}_real *x, ${name}_real *y)
+{
     if (T < 1 || T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_forward_train: T must be in 1..%d, got %d", ${NAME}_SEQ_LEN, T);
-    ${impl}forward_train(w, s, tape, T, x, y);
+    ${impl}forward_train_mt(team, w, s, tape, T, x, y);
     return NNRT_OK;
 }
 
@@ -77,9 +94,15 @@ int ${name}_loss(int T, const ${name}_real *y, const ${name}_target *target, dou
 int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x, const ${name}_real *dy,
                      ${name}_params *g, ${name}_real *dx)
 {
+    return ${name}_backward_mt(NULL, p, tape, x, dy, g, dx);
+}
+
+int ${name}_backward_mt(nnrt_workers *team, const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x,
+                        const ${name}_real *dy, ${name}_params *g, ${name}_real *dx)
+{
     if (tape->T < 1 || tape->T > ${NAME}_SEQ_LEN)
         return nnrt_fail(NNRT_ERR_ARG, "${name}_backward: the tape holds no sequence (T = %d): run ${name}_forward_train first", tape->T);
-    ${impl}backward(p, tape, x, dy, g, dx);
+    ${impl}backward_mt(team, p, tape, x, dy, g, dx);
     return NNRT_OK;
 }
 
@@ -105,6 +128,22 @@ static int ${name}__forward_any(const void *w, void *s, void *work, int T, const
 static int ${name}__forward_train_any(const void *w, void *s, void *tape, int T, const void *x, void *y)
 {
     return ${name}_forward_train(w, s, tape, T, x, y);
+}
+static void ${name}__step_mt_any(nnrt_workers *team, const void *w, void *s, const void *x, void *y)
+{
+    ${name}_step_mt(team, w, s, x, y);
+}
+static int ${name}__forward_mt_any(nnrt_workers *team, const void *w, void *s, void *work, int T, const void *x, void *y)
+{
+    return ${name}_forward_mt(team, w, s, work, T, x, y);
+}
+static int ${name}__forward_train_mt_any(nnrt_workers *team, const void *w, void *s, void *tape, int T, const void *x, void *y)
+{
+    return ${name}_forward_train_mt(team, w, s, tape, T, x, y);
+}
+static int ${name}__backward_mt_any(nnrt_workers *team, const void *p, void *tape, const void *x, const void *dy, void *g, void *dx)
+{
+    return ${name}_backward_mt(team, p, tape, x, dy, g, dx);
 }
 static int ${name}__loss_any(int T, const void *y, const void *target, double *loss, void *dy)
 {
@@ -146,6 +185,10 @@ const nnrt_model ${name}_model = {
     .forward_train = ${name}__forward_train_any,
     .loss = ${name}__loss_any,
     .backward = ${name}__backward_any,
+    .step_mt = ${name}__step_mt_any,
+    .forward_mt = ${name}__forward_mt_any,
+    .forward_train_mt = ${name}__forward_train_mt_any,
+    .backward_mt = ${name}__backward_mt_any,
 };
 
 /* ==== End descriptor =================================================================== */

@@ -115,6 +115,21 @@ int ${name}_backward(const ${name}_params *p, ${name}_tape *tape, const ${name}_
 /* g = 0. */
 void ${name}_zero_grad(${name}_params *g);
 
+/* The same entry points on a team of threads (nnrt_workers_create; NULL or a team of 1: the
+ * caller's thread alone). The results are bitwise identical to the single-threaded ones for
+ * every team size: each value is computed by one thread, in the same order. The sequential path
+ * is shared by hidden units (each thread streams its share of W_hh from its own core's cache and
+ * the threads meet once per layer and step); the products over all T*B rows by rows. Where a
+ * step of this model is too small for that to pay (a meeting costs about 0.3 us), the call runs
+ * on the caller's thread alone. */
+void ${name}_step_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, const ${name}_real *x, ${name}_real *y);
+int ${name}_forward_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, ${name}_work *work, int T,
+                       const ${name}_real *x, ${name}_real *y);
+int ${name}_forward_train_mt(nnrt_workers *team, const ${name}_weights *w, ${name}_state *s, ${name}_tape *tape, int T,
+                             const ${name}_real *x, ${name}_real *y);
+int ${name}_backward_mt(nnrt_workers *team, const ${name}_params *p, ${name}_tape *tape, const ${name}_real *x,
+                        const ${name}_real *dy, ${name}_params *g, ${name}_real *dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,4 +21,7 @@ typedef struct rnnc_isa_pair {
 extern const rnnc_isa_pair rnnc_isa_pairs[];
 extern const int rnnc_isa_pair_count;
 
+/* Whether this CPU can run code built for isa (RNNC_ISA_SKIP="avx512 ..." pretends it cannot). */
+int rnnc_isa_runs_here(const char *isa);
+
 #endif /* RNNC_TESTS_ISA_MODELS_H */

@@ -1776,17 +1776,15 @@ START_TEST(test_bench_bad_options) {
         ck_assert_msg(strncmp(g_err, prefix, strlen(prefix)) == 0, "stderr: %s", g_err);
         ck_assert_str_eq(g_out, ""); /* nothing was measured */
     }
-    /* A thread count bench cannot use yet is a clear usage error, not a silent single thread. */
-    ck_assert_int_eq(run(m, "bench", "--threads", "2", "--json", NULL), 2);
-    snprintf(prefix, sizeof prefix,
-             "%s: error: option --threads: 2 threads requested, but only 1 is supported so far "
-             "(multi-threading is not implemented yet)\n",
-             m->name);
+    /* More threads than a team can have is a clear usage error. */
+    ck_assert_int_eq(run(m, "bench", "--threads", "65", "--json", NULL), 2);
+    snprintf(prefix, sizeof prefix, "%s: error: option --threads: 65 threads requested, at most 64\n", m->name);
     ck_assert_str_eq(g_err, prefix);
     ck_assert_str_eq(g_out, "");
-    /* A descriptor without the training entry points cannot be benchmarked. */
+    /* A descriptor without the entry points bench times cannot be benchmarked. */
     ck_assert_int_eq(run(&tiny, "bench", "--steps", "1", NULL), 2);
-    ASSERT_ERR_STARTS("model tiny has no training entry point for this runtime: regenerate it");
+    ASSERT_ERR_STARTS("model tiny lacks entry points bench times (step_mt, forward_mt, forward_train_mt, "
+                      "backward_mt) for this runtime: regenerate it");
     ck_assert_str_eq(g_out, "");
     ck_assert_str_eq(listing(), "");
 }

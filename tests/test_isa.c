@@ -129,8 +129,8 @@ static int skipped_by_env(const char *isa)
     return 0;
 }
 
-/* Whether this CPU (and OS) can run code built for the backend isa. */
-static int cpu_has(const char *isa)
+/* Whether this CPU (and OS) can run code built for the backend isa (isa_models.h). */
+int rnnc_isa_runs_here(const char *isa)
 {
     if (skipped_by_env(isa)) return 0;
 #if defined(__x86_64__) || defined(__i386__)
@@ -678,7 +678,7 @@ START_TEST(test_agree)
     g_failures = 0;
     g_pair = &rnnc_isa_pairs[_i];
     const nnrt_model *m = g_pair->scalar;
-    if (!cpu_has(g_pair->isa)) {
+    if (!rnnc_isa_runs_here(g_pair->isa)) {
         printf("isa: %-38s SKIPPED: %s (CPU lacks it)\n", g_pair->variant->name, g_pair->isa);
         fflush(stdout);
         return;

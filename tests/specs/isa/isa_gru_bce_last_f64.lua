@@ -6,4 +6,5 @@ return model {
   recurrent = { gru(16), gru(1), gru(9) },
   head = { dense(65, "relu"), dense(6) },
   loss = "bce", output_at = "last", precision = "f64",
+  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
 }

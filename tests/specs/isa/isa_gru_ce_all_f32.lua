@@ -6,4 +6,5 @@ return model {
   recurrent = { gru(65), gru(15) },
   head = { dense(31, "tanh"), dense(7) },
   loss = "cross_entropy", output_at = "all", precision = "f32",
+  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
 }

@@ -6,4 +6,5 @@ return model {
   recurrent = { lstm(16), lstm(63) },
   head = { dense(12, "relu"), dense(1) },
   loss = "bce", output_at = "last", precision = "f32",
+  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
 }

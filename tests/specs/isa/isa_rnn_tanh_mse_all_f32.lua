@@ -6,4 +6,5 @@ return model {
   recurrent = { rnn(33, "tanh"), rnn(8, "tanh"), rnn(3, "tanh") },
   head = { dense(9, "relu"), dense(6, "sigmoid"), dense(2) },
   loss = "mse", output_at = "all", precision = "f32",
+  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
 }
