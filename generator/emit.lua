@@ -136,7 +136,7 @@ local function layer_kernels(ctx, L)
     comment = string.format("The sequential part of layer %d, for B rows: pre[row] = xp[row] + W_hh h_prev[row]%s, in place.",
       L.index, L.cell == "gru" and " (gate n: second[row] = W_hn h_prev + b_hn)" or ""),
   }))
-  if ctx.par.step or ctx.par.sequence or ctx.par.train then
+  if ctx.par.step == "split" or ctx.par.sequence == "split" or ctx.par.train == "split" then
     -- A thread's share of the sequential products: one granule of unit blocks from block u0 on,
     -- blocked like the whole product (the same multiply-adds in the same order).
     names.recurrent_part, names.input_step_part = {}, {}
@@ -152,7 +152,7 @@ local function layer_kernels(ctx, L)
       names.recurrent_part[size] = part(string.format("%s_part%d", names.recurrent, size), L.recurrent, {
         Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names,
         comment = string.format("A thread's %d unit blocks of layer %d's recurrent product, from block u0 on.", size, L.index) })
-      if ctx.par.step then
+      if ctx.par.step == "split" then
         names.input_step_part[size] = part(string.format("%s_l%d_input_product_part%d", P, L.index, size), L.input_step, {
           Hp = L.padded, panel = "w->" .. n.ih, init = bias_init, gate_names = L.gate_names,
           comment = string.format("A thread's %d unit blocks of layer %d's input projection (the step's B rows), from block u0 on.", size, L.index) })
@@ -218,7 +218,7 @@ local function step_scratch(ctx)
   if ctx.has_gru then table.insert(list, { "hn", SB * plan.hidden_width }) end
   if #plan.heads > 0 then table.insert(list, { "head_a", SB * plan.activation_width }) end
   if #plan.heads > 1 then table.insert(list, { "head_b", SB * plan.activation_width }) end
-  if ctx.par.step then
+  if ctx.par.step == "split" then
     for _, L in ipairs(plan.layers) do table.insert(list, { "hnew" .. L.index, SB * L.padded }) end
   end
   return list, SB
@@ -252,7 +252,7 @@ local function step_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local _, SB = step_scratch(ctx)
-  local split = ctx.par.step
+  local split = ctx.par.step == "split"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
   if not split then add("(void)id; (void)count; (void)team;") end
@@ -337,18 +337,37 @@ local function step_body(ctx)
 end
 
 -- The sequence forward (container "work") or the training forward (container "tape"), as a job
--- of the team. One thread does it all; several share the input projections and the head layers
--- by rows, and each layer's recurrence by units, meeting at a barrier after every step.
+-- of the team. One thread runs the layers one after the other. Several share them as
+-- parallel.lua chose: "split" shares the input projections and head layers by rows and each
+-- layer's recurrence by units, meeting at a barrier after every step; "wave" runs layer l on
+-- thread l % count, chunk by chunk, after layer l - 1 has published the chunk.
 local function forward_body(ctx, container)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local is_train = container == "tape"
-  local split = is_train and ctx.par.train or (not is_train and ctx.par.sequence)
+  local mode = is_train and ctx.par.train or ctx.par.sequence
+  local split, wave = mode == "split", mode == "wave"
   local last = spec.output_at == "last"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
-  local function sync(why) if split then add("nnrt_workers_sync(team); /* %s */", why) end end
-  if not split then add("(void)id; (void)count; (void)team;") end
+  local function sync(why) if split or wave then add("nnrt_workers_sync(team); /* %s */", why) end end
+  if mode == "one" then add("(void)id; (void)count; (void)team;") end
+  -- Buffers of layer k: its pre-activations, its outputs h_t, gru's W_hn h + b_hn of step t.
+  -- Inference reuses two act buffers and one xp in turn, except in the wavefront, where layers
+  -- run side by side and each has its own.
+  local function xp_of(L) return is_train and ("tape->gates" .. L.index) or wave and ("work->xp" .. L.index) or "work->xp" end
+  local function dst_of(k, L)
+    return is_train and ("tape->hs" .. L.index) or wave and ("work->hs" .. L.index) or ("work->act" .. ((k - 1) % 2))
+  end
+  local function hn_of(L)
+    if is_train then return "tape->hn" .. L.index .. " + (size_t)t * " .. B .. " * " .. L.padded end
+    return wave and ("work->hn" .. L.index) or "work->hn"
+  end
+  local function src_of(k)
+    if k == 1 then return "x", spec.input end
+    local P = plan.layers[k - 1]
+    return dst_of(k - 1, P), P.padded
+  end
   add("int r0, r1; /* this thread's rows of the products over all T*B rows */")
   add("nnrt_share(rows, id, count, &r0, &r1);")
   if is_train then
@@ -359,72 +378,127 @@ local function forward_body(ctx, container)
       if L.cell == "lstm" then add("    memcpy(tape->c_init%d, s->%s, sizeof tape->c_init%d);", L.index, cname.state_c(L.index), L.index) end
     end
     add("}")
+    -- The recurrence reads the state at t = 0 and the last copy writes it: in the wavefront a
+    -- layer's owner may finish before thread 0 has copied h_init.
+    if wave then sync("the starting state is on the tape") end
   end
-  local src, ld = "x", spec.input
-  for k, L in ipairs(plan.layers) do
+  -- The recurrence of layer k over steps t0..t1 - 1, the cell update over unit blocks nb0..nb1;
+  -- product = "whole" (one call) or "parts" (this thread's granules).
+  local function recurrence(indent, k, t0, t1, nb0, nb1, product, after_step)
+    local L = plan.layers[k]
     local names = ctx.kernels[L.index]
     local GHp, Hp, H = L.gates * L.padded, L.padded, L.hidden
     local h, c = cname.state_h(L.index), cname.state_c(L.index)
-    local xp = is_train and ("tape->gates" .. L.index) or "work->xp"
-    local dst = is_train and ("tape->hs" .. L.index) or ("work->act" .. ((k - 1) % 2))
-    local hn = is_train and ("tape->hn" .. L.index .. " + (size_t)t * " .. B .. " * " .. Hp) or "work->hn"
-    add("/* layer %d (%s %d -> %d): the input projection, one product over all T*B rows */", L.index, L.cell, L.input, H)
-    add("%s(r1 - r0, %s + (size_t)r0 * %d, %d, w, %s + (size_t)r0 * %d, %d);", names.input_seq, src, ld, ld, xp, GHp, GHp)
-    sync("every row of the projection is in")
-    add("/* layer %d: the sequential path, W_hh h_{t-1} and the cell update */", L.index)
-    local nb0, nb1 = "0", tostring(L.NB)
-    if split then
-      add("{")
-      own_units(add, "    ", L)
-      nb0, nb1 = "u0", "u1"
-    end
-    add("for (int t = 0; t < T; ++t) {")
-    add("    %s *pre = %s + (size_t)t * %s * %d;", real, xp, B, GHp)
-    add("    const %s *h_prev = t == 0 ? &s->%s[0][0] : %s + (size_t)(t - 1) * %s * %d;", real, h, dst, B, Hp)
+    local xp, dst, hn = xp_of(L), dst_of(k, L), hn_of(L)
+    local function a(fmt, ...) add("%s" .. fmt, indent, ...) end
+    a("for (int t = %s; t < %s; ++t) {", t0, t1)
+    a("    %s *pre = %s + (size_t)t * %s * %d;", real, xp, B, GHp)
+    a("    const %s *h_prev = t == 0 ? &s->%s[0][0] : %s + (size_t)(t - 1) * %s * %d;", real, h, dst, B, Hp)
     local gru_hn = L.cell == "gru" and (", " .. hn) or ""
-    if split then
-      add("    if (count == 1) %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
-      add("    else {")
-      product_parts(add, "        ", L, names.recurrent_part, string.format("%s, h_prev, t == 0 ? %d : %d, w", B, H, Hp),
-        string.format("pre, pre, %d%s", GHp, gru_hn))
-      add("    }")
+    if product == "whole" then
+      a("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
     else
-      add("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
+      a("    if (count == 1) %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
+      a("    else {")
+      product_parts(add, indent .. "        ", L, names.recurrent_part, string.format("%s, h_prev, t == 0 ? %d : %d, w", B, H, Hp),
+        string.format("pre, pre, %d%s", GHp, gru_hn))
+      a("    }")
     end
-    add("    for (int b = 0; b < %s; ++b) {", B)
-    add("        %s *h = %s + ((size_t)t * %s + b) * %d;", real, dst, B, Hp)
+    a("    for (int b = 0; b < %s; ++b) {", B)
+    a("        %s *h = %s + ((size_t)t * %s + b) * %d;", real, dst, B, Hp)
     if L.cell == "gru" then
-      add("        const %s *h_prev_b = t == 0 ? s->%s[b] : h_prev + (size_t)b * %d;", real, h, Hp)
-      add("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h, %s, %s);", is_train and names.update_train or names.update_infer,
+      a("        const %s *h_prev_b = t == 0 ? s->%s[b] : h_prev + (size_t)b * %d;", real, h, Hp)
+      a("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h, %s, %s);", is_train and names.update_train or names.update_infer,
         GHp, hn, Hp, nb0, nb1)
     elseif L.cell == "lstm" then
       if is_train then
-        add("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
-        add("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h, %s, %s);",
+        a("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
+        a("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h, %s, %s);",
           names.update_train, GHp, L.index, B, Hp, L.index, B, Hp, nb0, nb1)
       else
-        add("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h, %s, %s);", names.update_infer, GHp, c, c, nb0, nb1)
+        a("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h, %s, %s);", names.update_infer, GHp, c, c, nb0, nb1)
       end
     else
-      add("        %s(pre + (size_t)b * %d, h, %s, %s);", is_train and names.update_train or names.update_infer, GHp, nb0, nb1)
+      a("        %s(pre + (size_t)b * %d, h, %s, %s);", is_train and names.update_train or names.update_infer, GHp, nb0, nb1)
+    end
+    a("    }")
+    if after_step then a("    %s", after_step) end
+    a("}")
+  end
+  local function input_projection(indent, k, row0, row1)
+    local L = plan.layers[k]
+    local src, ld = src_of(k)
+    local GHp = L.gates * L.padded
+    add("%s%s(%s - %s, %s + (size_t)%s * %d, %d, w, %s + (size_t)%s * %d, %d);", indent, ctx.kernels[L.index].input_seq, row1, row0,
+      src, row0, ld, ld, xp_of(L), row0, GHp, GHp)
+  end
+  local function final_state(indent, k)
+    local L = plan.layers[k]
+    local Hp, H = L.padded, L.hidden
+    local h, c = cname.state_h(L.index), cname.state_c(L.index)
+    copy_rows(out, "    " .. indent, ctx, string.format("&s->%s[0][0]", h),
+      string.format("%s + (size_t)(T - 1) * %s * %d", dst_of(k, L), B, Hp), B, H, Hp)
+    if is_train and L.cell == "lstm" then
+      copy_rows(out, "    " .. indent, ctx, string.format("&s->%s[0][0]", c),
+        string.format("tape->cs%d + (size_t)(T - 1) * %s * %d", L.index, B, Hp), B, H, Hp)
+    end
+  end
+  local function layer_header(indent, L)
+    add("%s/* layer %d (%s %d -> %d): the input projection, one product over all T*B rows, then the sequential path, "
+      .. "W_hh h_{t-1} and the cell update */", indent, L.index, L.cell, L.input, L.hidden)
+  end
+  local function layers_one_by_one(indent)
+    for k, L in ipairs(plan.layers) do
+      layer_header(indent, L)
+      input_projection(indent, k, "0", "rows")
+      recurrence(indent, k, "0", "T", "0", tostring(L.NB), "whole")
+      final_state(indent, k)
+    end
+  end
+  if split then
+    for k, L in ipairs(plan.layers) do
+      layer_header("", L)
+      input_projection("", k, "r0", "r1")
+      sync("every row of the projection is in")
+      add("{")
+      own_units(add, "    ", L)
+      recurrence("    ", k, "0", "T", "u0", "u1", "parts", "nnrt_workers_sync(team); /* h_t is complete */")
+      add("}")
+      add("if (id == 0) { /* the final state (the recurrence no longer reads it) */")
+      final_state("", k)
+      add("}")
+    end
+  elseif wave then
+    add("if (count == 1) {")
+    layers_one_by_one("    ")
+    add("} else { /* the layer wavefront: layer l on thread l %% count, %d steps at a time */", ctx.par.chunk)
+    add("    for (int t0 = 0; t0 < T; t0 += %d) {", ctx.par.chunk)
+    add("        const int t1 = t0 + %d < T ? t0 + %d : T;", ctx.par.chunk, ctx.par.chunk)
+    for k, L in ipairs(plan.layers) do
+      add("        if (%d %% count == id) { /* layer %d */", k - 1, L.index)
+      if k > 1 then
+        add("            nnrt_flag_wait(team, &a->done[%d], (unsigned)t1); /* layer %d has published these steps */", k - 2,
+          plan.layers[k - 1].index)
+      end
+      input_projection("            ", k, "t0 * " .. B, "t1 * " .. B)
+      recurrence("            ", k, "t0", "t1", "0", tostring(L.NB), "whole")
+      add("            nnrt_flag_set(team, &a->done[%d], (unsigned)t1);", k - 1)
+      add("            if (t1 == T) {")
+      final_state("            ", k)
+      add("            }")
+      add("        }")
     end
     add("    }")
-    if split then add("    nnrt_workers_sync(team); /* h_t is complete */") end
     add("}")
-    if split then add("}") end
-    add("/* the final state%s */", split and " (the recurrence no longer reads it)" or "")
-    if split then add("if (id == 0) {") end
-    copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", h), string.format("%s + (size_t)(T - 1) * %s * %d", dst, B, Hp), B, H, Hp)
-    if is_train and L.cell == "lstm" then
-      copy_rows(out, "    ", ctx, string.format("&s->%s[0][0]", c), string.format("tape->cs%d + (size_t)(T - 1) * %s * %d", L.index, B, Hp), B, H, Hp)
-    end
-    if split then add("}") end
-    src, ld = dst, Hp
+    sync("every layer is done")
+  else
+    layers_one_by_one("")
   end
   -- The head layers and the output by rows. Inference reuses the two act buffers with another
   -- row stride, so there the threads meet before each head layer (the previous readers of the
   -- buffer it writes are done); the tape has a buffer per layer and a thread's rows go through
   -- every head layer on their own.
+  local src, ld = src_of(#plan.layers + 1)
   if last then
     src = string.format("%s + (size_t)(T - 1) * %s * %d", src, B, ld)
     add("nnrt_share(%s, id, count, &r0, &r1);", B)
@@ -432,7 +506,7 @@ local function forward_body(ctx, container)
   for j, D in ipairs(plan.heads) do
     local names = ctx.heads[D.index]
     local dst = is_train and ("tape->head_out" .. D.index) or ("work->act" .. ((#plan.layers + j - 1) % 2))
-    if not is_train then sync("the act buffer this layer writes is no longer read") end
+    if not is_train and j > 1 then sync("the act buffer this layer writes (with another row stride) is no longer read") end
     add("/* head layer %d (%s %d -> %d): one product over %s rows */", D.index, D.activation, D.input, D.output, last and "the last step's B" or "all T*B")
     add("%s(r1 - r0, %s + (size_t)r0 * %d, %d, w, %s + (size_t)r0 * %d, %d);", names.seq, src, ld, ld, dst, D.padded, D.padded)
     if names.activation then add("%s(r1 - r0, %s + (size_t)r0 * %d);", names.activation, dst, D.padded) end
@@ -490,12 +564,24 @@ end
 local function work_fields(ctx)
   local plan, spec = ctx.plan, ctx.spec
   local rows = string.format("%s * %s", cname.macro(spec, "SEQ_LEN"), cname.macro(spec, "BATCH"))
-  return join({
-    string.format("    %s xp[%s * %d];   /* [T*B][G*Hp] pre-activations of the current layer */", ctx.real, rows, plan.projection_width),
-    string.format("    %s hn[%s * %d];   /* [B][Hp] gru: W_hn h + b_hn of the current step */", ctx.real, cname.macro(spec, "BATCH"), plan.hidden_width),
-    string.format("    %s act0[%s * %d]; /* [T*B][width] layer outputs, used in turn with act1 */", ctx.real, rows, plan.activation_width),
-    string.format("    %s act1[%s * %d]; /* [T*B][width] */", ctx.real, rows, plan.activation_width),
-  })
+  local out = {}
+  local function field(name, size, comment) table.insert(out, string.format("    %s %s[%s]; /* %s */", ctx.real, name, size, comment)) end
+  if ctx.par.sequence == "wave" then
+    -- The layers run side by side: each has its own buffers.
+    for _, L in ipairs(plan.layers) do
+      field("xp" .. L.index, rows .. " * " .. L.gates * L.padded, string.format("[T*B][%d] layer %d pre-activations", L.gates * L.padded, L.index))
+      field("hs" .. L.index, rows .. " * " .. L.padded, string.format("[T*B][%d] layer %d outputs", L.padded, L.index))
+      if L.cell == "gru" then
+        field("hn" .. L.index, cname.macro(spec, "BATCH") .. " * " .. L.padded, string.format("[B][%d] layer %d: W_hn h + b_hn of the current step", L.padded, L.index))
+      end
+    end
+  else
+    field("xp", rows .. " * " .. plan.projection_width, "[T*B][G*Hp] pre-activations of the current layer")
+    field("hn", cname.macro(spec, "BATCH") .. " * " .. plan.hidden_width, "[B][Hp] gru: W_hn h + b_hn of the current step")
+  end
+  field("act0", rows .. " * " .. plan.activation_width, "[T*B][width] layer (or head layer) outputs, used in turn with act1")
+  field("act1", rows .. " * " .. plan.activation_width, "[T*B][width]")
+  return join(out)
 end
 
 local function descriptor(ctx)
@@ -576,9 +662,10 @@ local function impl_functions(ctx)
       table.insert(values, a[2])
     end
     for _, sc in ipairs(e.scratch or {}) do table.insert(fields, string.format("    %s *%s;", real, sc[1])) end
+    if e.flags then table.insert(fields, string.format("    nnrt_flag done[%d]; /* the wavefront: steps each layer has published */", e.flags)) end
     local args_type = string.format("%s_%s_args", P, e.name)
     table.insert(out, string.format("typedef struct %s {\n%s\n} %s;", args_type, join(fields), args_type))
-    local prologue = { string.format("    const %s *a = arg;", args_type) }
+    local prologue = { string.format("    %s *a = arg;", args_type) }
     for _, a in ipairs(e.args) do
       if a[2] == "w" then
         table.insert(prologue, string.format("    const %s *w = a->w;", ctx.weights_type))
@@ -595,8 +682,8 @@ local function impl_functions(ctx)
       table.insert(body, string.format("    _Alignas(64) %s %s[%d];", real, sc[1], sc[2]))
     end
     local init = {}
-    for _, v in ipairs(values) do table.insert(init, v) end
-    for _, sc in ipairs(e.scratch or {}) do table.insert(init, sc[1]) end
+    for _, v in ipairs(values) do table.insert(init, "." .. v .. " = " .. v) end
+    for _, sc in ipairs(e.scratch or {}) do table.insert(init, "." .. sc[1] .. " = " .. sc[1]) end
     table.insert(body, string.format("    %s a = {%s};", args_type, table.concat(init, ", ")))
     if e.pays then
       table.insert(body, string.format("    if (nnrt_workers_threads(team) > 1) nnrt_workers_run(team, %s_%s_job, &a);", P, e.name))
@@ -610,17 +697,17 @@ local function impl_functions(ctx)
   local W = { "const void *", "w" }
   local scratch = step_scratch(ctx)
   entry({ name = "step", args = { W, { name .. "_state *", "s" }, { "const " .. real .. " *", "x" }, { real .. " *", "y" } },
-    scratch = scratch, body = step_body(ctx), pays = ctx.par.step })
+    scratch = scratch, body = step_body(ctx), pays = ctx.par.step ~= "one" })
   local rows = "const int rows = T * " .. B .. ";"
   entry({ name = "forward", args = { W, { name .. "_state *", "s" }, { name .. "_work *", "work" }, { "int ", "T" },
     { "const " .. real .. " *", "x" }, { real .. " *", "y" } }, prologue = { rows }, body = forward_body(ctx, "work"),
-    pays = ctx.par.sequence })
+    pays = ctx.par.sequence ~= "one", flags = ctx.par.sequence == "wave" and #ctx.plan.layers or nil })
   entry({ name = "forward_train", args = { W, { name .. "_state *", "s" }, { name .. "_tape *", "tape" }, { "int ", "T" },
     { "const " .. real .. " *", "x" }, { real .. " *", "y" } }, prologue = { rows }, body = forward_body(ctx, "tape"),
-    pays = ctx.par.train })
+    pays = ctx.par.train ~= "one", flags = ctx.par.train == "wave" and #ctx.plan.layers or nil })
   entry({ name = "backward", args = { { "const " .. params .. " *", "p" }, { name .. "_tape *", "tape" }, { "const " .. real .. " *", "x" },
     { "const " .. real .. " *", "dy" }, { params .. " *", "g" }, { real .. " *", "dx" } },
-    prologue = { "const int T = tape->T;", rows }, body = train.backward_body(ctx), pays = ctx.par.train })
+    prologue = { "const int T = tape->T;", rows }, body = train.backward_body(ctx), pays = ctx.par.backward ~= "one" })
   return join(out)
 end
 

@@ -168,7 +168,7 @@ function M.backward_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local last = spec.output_at == "last"
-  local split = ctx.par.train
+  local split = ctx.par.backward == "split"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
   local function sync(why) if split then add("nnrt_workers_sync(team); /* %s */", why) end end

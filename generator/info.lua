@@ -67,6 +67,10 @@ function M.report(plan, code)
     count_text(T * B * sequential), total > 0 and 100 * T * B * sequential / total or 0)
   add("critical path     %d layer-steps layer by layer (N*T = %d*%d); %d with a layer wavefront (T+N-1)",
     N * T, N, T, T + N - 1)
+  local par = require("rnnc.parallel").build(plan)
+  local how = { split = "split by units", wave = "layer wavefront", one = "one thread" }
+  add("on a team         step %s; sequence forward %s; training forward %s; backward %s (parallel = \"%s\")",
+    how[par.step], how[par.sequence], how[par.train], how[par.backward], spec.parallel)
   add("code size         %s of step kernels, estimated (budget %s); %s: %d lines, %s of C",
     bytes_text(plan.code_bytes), bytes_text(require("rnnc.plan").STEP_CODE_BUDGET), spec.name .. ".c",
     code.source_lines, bytes_text(code.source_bytes))

@@ -30,9 +30,10 @@ M.LOSSES = { "mse", "cross_entropy", "bce" }
 M.OUTPUT_AT = { "all", "last" }
 M.PRECISIONS = { "f32", "f64" }
 M.MATH = { "accurate", "fast" }
--- How the *_mt entry points use a team of threads (generator/parallel.lua): "auto" shares a
--- layer-step's units among the threads where that pays, "split" always, "one" never.
-M.PARALLEL = { "auto", "split", "one" }
+-- How the *_mt entry points use a team of threads (generator/parallel.lua): "auto" chooses by the
+-- size of a layer-step, "split" shares every layer-step's units among the threads, "wavefront"
+-- runs the layers of the sequence forward side by side, "one" keeps every call on one thread.
+M.PARALLEL = { "auto", "split", "wavefront", "one" }
 M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math", "parallel" }
 
 local C_KEYWORDS = {}

@@ -332,6 +332,21 @@ void nnrt_workers_run(nnrt_workers *team, nnrt_job *job, void *arg);
 /* Inside a job: waits until every thread of the team has arrived here. Everything a thread
  * wrote before the barrier is visible to every thread after it (acquire/release). */
 void nnrt_workers_sync(nnrt_workers *team);
+/* A progress counter one thread publishes and others wait on (the layer wavefront: "layer l has
+ * finished t steps"), on its own cache line. Zero-initialise it; set values only grow. */
+typedef struct nnrt_flag {
+    unsigned value;
+#if defined(__GNUC__)
+} __attribute__((aligned(64))) nnrt_flag;
+#else
+    unsigned pad[15];
+} nnrt_flag;
+#endif
+/* Publishes value (release): everything written before is visible to a thread whose
+ * nnrt_flag_wait returns because of it. */
+void nnrt_flag_set(nnrt_workers *team, nnrt_flag *flag, unsigned value);
+/* Waits until the flag reaches at_least (acquire); spins, then sleeps. */
+void nnrt_flag_wait(nnrt_workers *team, nnrt_flag *flag, unsigned at_least);
 /* Thread id's share [*lo, *hi) of n items: contiguous, in order, sizes differing by at most one. */
 static inline void nnrt_share(int n, int id, int count, int *lo, int *hi)
 {

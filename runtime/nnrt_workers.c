@@ -176,6 +176,23 @@ void nnrt_workers_run(nnrt_workers *w, nnrt_job *job, void *arg)
         done = wait_change(w, &w->done.value, done, BARRIER_SPINS);
 }
 
+/* The flag's counter as the C11 atomic it is used as (same size and representation; the public
+ * header keeps a plain unsigned so that C++ can include it). */
+static atomic_uint *flag_counter(nnrt_flag *f) { return (atomic_uint *)&f->value; }
+
+void nnrt_flag_set(nnrt_workers *w, nnrt_flag *f, unsigned value)
+{
+    atomic_store(flag_counter(f), value);
+    if (w) wake_sleepers(w);
+}
+
+void nnrt_flag_wait(nnrt_workers *w, nnrt_flag *f, unsigned at_least)
+{
+    atomic_uint *counter = flag_counter(f);
+    unsigned now = atomic_load_explicit(counter, memory_order_acquire);
+    while (now < at_least) now = wait_change(w, counter, now, BARRIER_SPINS);
+}
+
 void nnrt_workers_sync(nnrt_workers *w)
 {
     if (!w || w->threads == 1) return;

@@ -6,5 +6,5 @@ return model {
   recurrent = { lstm(31), lstm(17), lstm(8) },
   head = { dense(63, "sigmoid"), dense(3) },
   loss = "cross_entropy", output_at = "all", precision = "f64",
-  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
+  parallel = "wavefront", -- the multi-core forward runs the layers side by side (tests/test_threads.c)
 }

@@ -7,5 +7,5 @@ return model {
   recurrent = { lstm(7), gru(9), rnn(17, "relu") },
   head = { dense(16, "sigmoid"), dense(33, "relu"), dense(3) },
   loss = "cross_entropy", output_at = "last", precision = "f32", math = "fast",
-  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
+  parallel = "wavefront", -- the multi-core forward runs the layers side by side (tests/test_threads.c)
 }

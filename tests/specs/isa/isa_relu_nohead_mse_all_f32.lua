@@ -6,5 +6,5 @@ return model {
   recurrent = { rnn(31, "relu"), rnn(129, "relu"), rnn(1, "relu") },
   head = {},
   loss = "mse", output_at = "all", precision = "f32",
-  parallel = "split", -- the multi-core entry points share every layer-step (tests/test_threads.c)
+  parallel = "wavefront", -- the multi-core forward runs the layers side by side (tests/test_threads.c)
 }
