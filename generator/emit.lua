@@ -707,7 +707,8 @@ local function impl_functions(ctx)
     pays = ctx.par.train ~= "one", flags = ctx.par.train == "wave" and #ctx.plan.layers or nil })
   entry({ name = "backward", args = { { "const " .. params .. " *", "p" }, { name .. "_tape *", "tape" }, { "const " .. real .. " *", "x" },
     { "const " .. real .. " *", "dy" }, { params .. " *", "g" }, { real .. " *", "dx" } },
-    prologue = { "const int T = tape->T;", rows }, body = train.backward_body(ctx), pays = ctx.par.backward ~= "one" })
+    prologue = { "const int T = tape->T;", rows }, body = train.backward_body(ctx), pays = ctx.par.backward ~= "one",
+    flags = ctx.par.backward == "wave" and #ctx.plan.layers or nil })
   return join(out)
 end
 

@@ -64,13 +64,25 @@ function M.tape_fields(ctx)
     widest_head = math.max(widest_head, D.padded)
   end
   table.insert(out, "    /* backward scratch */")
-  field("dgates", rows .. " * " .. plan.projection_width, "[T*B][G*Hp] gradients of the gate pre-activations")
-  if ctx.has_gru then field("dhn", rows .. " * " .. plan.hidden_width, "[T*B][Hp] gru: gradient of W_hn h + b_hn") end
+  if ctx.par.backward == "wave" then
+    -- The reverse wavefront sweeps the layers side by side: each has its own.
+    for k, L in ipairs(plan.layers) do
+      local l, Hp, GHp = L.index, L.padded, L.gates * L.padded
+      field("dgates" .. l, rows .. " * " .. GHp, string.format("[T*B][%d] layer %d: gradients of the gate pre-activations", GHp, l))
+      if L.cell == "gru" then field("dhn" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] layer %d: gradient of W_hn h + b_hn", Hp, l)) end
+      field("carry" .. l, B .. " * " .. Hp, string.format("[B][%d] layer %d: dL/dh_{t-1} carried back through time", Hp, l))
+      if L.cell == "lstm" then field("carry_c" .. l, B .. " * " .. Hp, string.format("[B][%d] layer %d: dL/dc_{t-1}", Hp, l)) end
+      if k < #plan.layers then field("dh" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] the gradient reaching layer %d's output", Hp, l)) end
+    end
+  else
+    field("dgates", rows .. " * " .. plan.projection_width, "[T*B][G*Hp] gradients of the gate pre-activations")
+    if ctx.has_gru then field("dhn", rows .. " * " .. plan.hidden_width, "[T*B][Hp] gru: gradient of W_hn h + b_hn") end
+    field("carry", B .. " * " .. plan.hidden_width, "[B][Hp] dL/dh_{t-1} carried back through time")
+    field("carry_c", B .. " * " .. plan.hidden_width, "[B][Hp] lstm: dL/dc_{t-1}")
+  end
   field("dact0", rows .. " * " .. plan.activation_width, "[T*B][width] gradients flowing down, used in turn with dact1")
   field("dact1", rows .. " * " .. plan.activation_width, "[T*B][width]")
   if #plan.heads > 0 then field("dpre", head_rows .. " * " .. widest_head, "[rows][Op] a head layer's pre-activation gradient") end
-  field("carry", B .. " * " .. plan.hidden_width, "[B][Hp] dL/dh_{t-1} carried back through time")
-  field("carry_c", B .. " * " .. plan.hidden_width, "[B][Hp] lstm: dL/dc_{t-1}")
   return join(out)
 end
 
@@ -159,19 +171,23 @@ end
 
 -- ---- The backward entry point ------------------------------------------------------------------
 
--- The backward as a job of the team. One thread does it all; several share every product over
--- all rows by rows, every weight and bias gradient by weight rows and units, and the sweep back
--- through time by units: a thread's units are the k range of its share of the carry product
--- (W_hh^T delta), so the next step's cell backward reads only the carry its own thread wrote,
--- and the threads meet once per step, when every gate gradient of the step is in.
+-- The backward as a job of the team. One thread does it all. With "split" several share every
+-- product over all rows by rows, every weight and bias gradient by weight rows and units, and
+-- the sweep back through time by units: a thread's units are the k range of its share of the
+-- carry product (W_hh^T delta), so the next step's cell backward reads only the carry its own
+-- thread wrote, and the threads meet once per step, when every gate gradient of the step is in.
+-- With "wave" (the reverse wavefront) layer l sweeps on thread l % count, a chunk of steps at a
+-- time from the end, as soon as layer l + 1 has published the gradient of its input for the
+-- chunk; each layer has its own gate gradients and carry. The weight gradients come after every
+-- sweep, shared by weight rows either way.
 function M.backward_body(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local last = spec.output_at == "last"
-  local split = ctx.par.backward == "split"
+  local split, wave = ctx.par.backward == "split", ctx.par.backward == "wave"
   local out = {}
   local function add(fmt, ...) table.insert(out, "    " .. string.format(fmt, ...)) end
-  local function sync(why) if split then add("nnrt_workers_sync(team); /* %s */", why) end end
+  local function sync(why) if split or wave then add("nnrt_workers_sync(team); /* %s */", why) end end
   local function groups(name) return #ctx.groups[name] end
   local turn = 0
   local function next_dact()
@@ -179,7 +195,7 @@ function M.backward_body(ctx)
     return "tape->dact" .. ((turn - 1) % 2)
   end
   local f = function(t) return cname.field(t.name) end
-  if not split then add("(void)id; (void)count; (void)team;") end
+  if not (split or wave) then add("(void)id; (void)count; (void)team;") end
   add("int r0, r1, j0, j1, nb0, nb1; /* this thread's rows, weight rows and unit blocks */")
   -- The gradient flowing down: (buffer, row stride).
   local grad, ld = "dy", plan.output
@@ -214,102 +230,180 @@ function M.backward_body(ctx)
   if last then
     local dst = next_dact()
     add("/* many-to-one: only the last step of the top layer receives a gradient from above */")
-    if split then add("if (id == 0) {") end
+    if split or wave then add("if (id == 0) {") end
     add("memset(%s, 0, (size_t)(T - 1) * %s * %d * sizeof(%s));", dst, B, top.padded, real)
     add("for (int b = 0; b < %s; ++b) memcpy(%s + ((size_t)(T - 1) * %s + b) * %d, %s + (size_t)b * %d, %d * sizeof(%s));",
       B, dst, B, top.padded, grad, ld, top.hidden, real)
-    if split then add("}") end
+    if split or wave then add("}") end
     sync("the spread gradient is in")
     grad, ld = dst, top.padded
   end
   add("nnrt_share(rows, id, count, &r0, &r1);")
-  for k = #plan.layers, 1, -1 do
+
+  -- Per layer: its gate gradients, gru's dhn, its carries; the wavefront gives each layer its own.
+  local function dgates(L) return wave and ("tape->dgates" .. L.index) or "tape->dgates" end
+  local function dhn(L) return wave and ("tape->dhn" .. L.index) or "tape->dhn" end
+  local function carry(L) return wave and ("tape->carry" .. L.index) or "tape->carry" end
+  local function carry_c(L) return wave and ("tape->carry_c" .. L.index) or "tape->carry_c" end
+  -- The gradient reaching each layer's output: (buffer, stride). The top layer's comes from above;
+  -- in the wavefront each layer below has its own dh<l>, else dact0/dact1 take turns.
+  local incoming = {}
+  incoming[#plan.layers] = { grad, ld }
+  for k = #plan.layers - 1, 1, -1 do
+    local L = plan.layers[k]
+    incoming[k] = { wave and ("tape->dh" .. L.index) or next_dact(), L.padded }
+  end
+  local function input_of(k)
+    if k == 1 then return "x", spec.input end
+    return "tape->hs" .. plan.layers[k - 1].index, plan.layers[k - 1].padded
+  end
+
+  -- The sweep of layer k over steps t from t1 - 1 down to t0, cell backward over units u0..u1 and
+  -- carry product over k groups q0..q1 (C variables in scope); after_cell: what comes between.
+  local function sweep(indent, k, t0, t1, after_cell)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
     local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
-    local carry_groups = ctx.groups[names.carry]
-    add("/* layer %d: back through time, the sequential part (the cell backward and W_hh^T delta) */", l)
+    local gin, ldg = incoming[k][1], incoming[k][2]
+    local function a(fmt, ...) add("%s" .. fmt, indent, ...) end
+    a("for (int t = %s - 1; t >= %s; --t) {", t1, t0)
+    a("    for (int b = 0; b < %s; ++b) {", B)
+    a("        const size_t row = (size_t)t * %s + b;", B)
+    local args = { string.format("%s + row * %d", gin, ldg), string.format("%s + (size_t)b * %d", carry(L), Hp) }
+    if L.cell == "rnn" then
+      table.insert(args, string.format("tape->hs%d + row * %d", l, Hp))
+    elseif L.cell == "lstm" then
+      a("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
+      table.insert(args, string.format("tape->tanh_cs%d + row * %d", l, Hp))
+      table.insert(args, "c_prev")
+      table.insert(args, string.format("%s + (size_t)b * %d", carry_c(L), Hp))
+    else
+      a("        const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
+      table.insert(args, string.format("tape->hn%d + row * %d", l, Hp))
+      table.insert(args, "h_prev")
+      table.insert(args, string.format("%s + row * %d", dhn(L), Hp))
+    end
+    table.insert(args, string.format("%s + row * %d", dgates(L), GHp))
+    table.insert(args, "u0")
+    table.insert(args, "u1")
+    a("        %s(%s);", names.cell_backward, table.concat(args, ", "))
+    a("    }")
+    if after_cell then a("    %s", after_cell) end
+    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, GHp, GHp,
+      f(L.weight_hh), carry(L), Hp)
+    if L.cell == "gru" then
+      assert(#ctx.groups[names.carry_n] == #ctx.groups[names.carry], "the two carry products share their k groups")
+      a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[%d][0], %s, %d, q0, q1);", names.carry_n, B, dhn(L), B, Hp, Hp,
+        f(L.weight_hh), 2 * H, carry(L), Hp)
+    end
+    a("}")
+  end
+  -- Zeroing the carries over units u0..u1.
+  local function zero_carry(indent, L)
+    add("%sfor (int b = 0; b < %s; ++b) {", indent, B)
+    add("%s    memset(%s + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", indent, carry(L), L.padded, real)
+    if L.cell == "lstm" then add("%s    memset(%s + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", indent, carry_c(L), L.padded, real) end
+    add("%s}", indent)
+  end
+  -- The gradient of layer k's input over rows row0..row1, into the layer below's incoming buffer
+  -- (or dx).
+  local function input_gradient(indent, k, row0, row1)
+    local L = plan.layers[k]
+    local names = ctx.kernels[L.index]
+    local GHp = L.gates * L.padded
+    local dst, ldd = "dx", spec.input
+    if k > 1 then dst, ldd = incoming[k - 1][1], incoming[k - 1][2] end
+    add("%s%s%s(%s - %s, %s + (size_t)%s * %d, %d, &p->%s[0][0], %s + (size_t)%s * %d, %d, 0, %d);", indent, k == 1 and "if (dx) " or "",
+      names.input_grad, row1, row0, dgates(L), row0, GHp, GHp, f(L.weight_ih), dst, row0, ldd, ldd, groups(names.input_grad))
+  end
+  local function weight_gradients(k)
+    local L = plan.layers[k]
+    local names = ctx.kernels[L.index]
+    local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
+    local input, ld_in = input_of(k)
+    local dg, dn = dgates(L), dhn(L)
+    add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
+    add("nnrt_share(%d, id, count, &j0, &j1);", H)
+    add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
+    add("%s(rows, %s, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, dg, GHp, input, ld_in, f(L.weight_ih))
+    add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_ih))
+    add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
+    add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, B, GHp, GHp, l, Hp,
+      f(L.weight_hh))
+    add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, GHp, l, H, f(L.weight_hh))
+    if L.cell == "gru" then
+      add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, B, Hp, Hp, l, Hp,
+        f(L.weight_hh), 2 * H)
+      add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, Hp, l, H, f(L.weight_hh), 2 * H)
+      add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad_rz, dg, GHp, f(L.bias_hh))
+      add("%s(rows, %s, %d, g->%s + %d, nb0, nb1);", names.bias_grad_n, dn, Hp, f(L.bias_hh), 2 * H)
+    else
+      add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_hh))
+    end
+  end
+
+  if wave then
+    local C = ctx.par.chunk
+    add("/* the reverse wavefront: layer l sweeps on thread l %% count, %d steps at a time from the end */", C)
+    add("{")
+    add("    const int q0 = 0, u0 = 0;")
+    add("    const size_t e0 = 0;")
+    for k = #plan.layers, 1, -1 do
+      local L = plan.layers[k]
+      add("    if (%d %% count == id) {", k - 1)
+      add("        const size_t e1 = %d;", L.padded)
+      zero_carry("        ", L)
+      add("    }")
+    end
+    add("    for (int t1 = T; t1 > 0; t1 -= %d) {", C)
+    add("        const int t0 = t1 - %d > 0 ? t1 - %d : 0;", C, C)
+    for k = #plan.layers, 1, -1 do
+      local L = plan.layers[k]
+      add("        if (%d %% count == id) { /* layer %d */", k - 1, L.index)
+      if k < #plan.layers then
+        add("            nnrt_flag_wait(team, &a->done[%d], (unsigned)(T - t0)); /* layer %d has published these rows */", k,
+          plan.layers[k + 1].index)
+      end
+      add("            const int q1 = %d, u1 = %d;", #ctx.groups[ctx.kernels[L.index].carry], L.NB)
+      sweep("            ", k, "t0", "t1")
+      input_gradient("            ", k, "t0 * " .. B, "t1 * " .. B)
+      add("            nnrt_flag_set(team, &a->done[%d], (unsigned)(T - t0));", k - 1)
+      add("        }")
+    end
+    add("    }")
+    add("}")
+    sync("every sweep is done: every gate gradient is in")
+    for k = #plan.layers, 1, -1 do weight_gradients(k) end
+    return join(out)
+  end
+  for k = #plan.layers, 1, -1 do
+    local L = plan.layers[k]
+    local names = ctx.kernels[L.index]
+    add("/* layer %d: back through time, the sequential part (the cell backward and W_hh^T delta) */", L.index)
     add("{")
     local starts = {}
-    for _, grp in ipairs(carry_groups) do table.insert(starts, grp.kb0) end
+    for _, grp in ipairs(ctx.groups[names.carry]) do table.insert(starts, grp.kb0) end
     table.insert(starts, tostring(L.NB))
     add("    static const int starts[%d] = {%s}; /* first unit block of each k group of the carry product */", #starts,
       table.concat(starts, ", "))
     add("    int q0, q1;")
-    add("    nnrt_share(%d, id, count, &q0, &q1);", #carry_groups)
+    add("    nnrt_share(%d, id, count, &q0, &q1);", #starts - 1)
     add("    const int u0 = starts[q0], u1 = starts[q1];")
     add("    const size_t e0 = (size_t)u0 * %d, e1 = (size_t)u1 * %d;", ctx.V, ctx.V)
-    add("    for (int b = 0; b < %s; ++b) {", B)
-    add("        memset(tape->carry + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", Hp, real)
-    if L.cell == "lstm" then add("        memset(tape->carry_c + (size_t)b * %d + e0, 0, (e1 - e0) * sizeof(%s));", Hp, real) end
-    add("    }")
-    add("    for (int t = T - 1; t >= 0; --t) {")
-    add("        for (int b = 0; b < %s; ++b) {", B)
-    add("            const size_t row = (size_t)t * %s + b;", B)
-    local args = { string.format("%s + row * %d", grad, ld), string.format("tape->carry + (size_t)b * %d", Hp) }
-    if L.cell == "rnn" then
-      table.insert(args, string.format("tape->hs%d + row * %d", l, Hp))
-    elseif L.cell == "lstm" then
-      add("            const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
-      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
-      table.insert(args, string.format("tape->tanh_cs%d + row * %d", l, Hp))
-      table.insert(args, "c_prev")
-      table.insert(args, string.format("tape->carry_c + (size_t)b * %d", Hp))
-    else
-      add("            const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
-      table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
-      table.insert(args, string.format("tape->hn%d + row * %d", l, Hp))
-      table.insert(args, "h_prev")
-      table.insert(args, string.format("tape->dhn + row * %d", Hp))
-    end
-    table.insert(args, string.format("tape->dgates + row * %d", GHp))
-    table.insert(args, "u0")
-    table.insert(args, "u1")
-    add("            %s(%s);", names.cell_backward, table.concat(args, ", "))
-    add("        }")
-    if split then add("        nnrt_workers_sync(team); /* every gate gradient of step t is in */") end
-    add("        %s(%s, tape->dgates + (size_t)t * %s * %d, %d, &p->%s[0][0], tape->carry, %d, q0, q1);", names.carry, B, B, GHp, GHp,
-      f(L.weight_hh), Hp)
-    if L.cell == "gru" then
-      assert(#ctx.groups[names.carry_n] == #carry_groups, "the two carry products share their k groups")
-      add("        %s(%s, tape->dhn + (size_t)t * %s * %d, %d, &p->%s[%d][0], tape->carry, %d, q0, q1);", names.carry_n, B, B, Hp, Hp,
-        f(L.weight_hh), 2 * H, Hp)
-    end
-    add("    }")
+    zero_carry("    ", L)
+    sweep("    ", k, "0", "T", split and "nnrt_workers_sync(team); /* every gate gradient of step t is in */" or nil)
     add("}")
     sync("the sweep is done: every dgates row is in")
-    local input, ld_in = "x", spec.input
-    if k > 1 then input, ld_in = "tape->hs" .. plan.layers[k - 1].index, plan.layers[k - 1].padded end
-    add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
-    add("nnrt_share(%d, id, count, &j0, &j1);", H)
-    add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
-    add("%s(rows, tape->dgates, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, GHp, input, ld_in, f(L.weight_ih))
-    add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad, GHp, f(L.bias_ih))
-    add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
-    add("%s(rows - %s, tape->dgates + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, B, GHp, GHp, l, Hp,
-      f(L.weight_hh))
-    add("%s(%s, tape->dgates, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, GHp, l, H, f(L.weight_hh))
-    if L.cell == "gru" then
-      add("%s(rows - %s, tape->dhn + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, B, Hp, Hp, l, Hp,
-        f(L.weight_hh), 2 * H)
-      add("%s(%s, tape->dhn, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, Hp, l, H, f(L.weight_hh), 2 * H)
-      add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad_rz, GHp, f(L.bias_hh))
-      add("%s(rows, tape->dhn, %d, g->%s + %d, nb0, nb1);", names.bias_grad_n, Hp, f(L.bias_hh), 2 * H)
-    else
-      add("%s(rows, tape->dgates, %d, g->%s, nb0, nb1);", names.bias_grad, GHp, f(L.bias_hh))
-    end
-    local ig = groups(names.input_grad)
+    weight_gradients(k)
     if k > 1 then
-      local dinput = next_dact()
-      add("/* layer %d: the gradient of its input, one product over all T*B rows, for the layer below */", l)
-      add("%s(r1 - r0, tape->dgates + (size_t)r0 * %d, %d, &p->%s[0][0], %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad, GHp, GHp,
-        f(L.weight_ih), dinput, ld_in, ld_in, ig)
+      add("/* layer %d: the gradient of its input, one product over all T*B rows, for the layer below */", L.index)
+      input_gradient("", k, "r0", "r1")
       sync("the layer below reads every row; dgates is reused")
-      grad, ld = dinput, ld_in
     else
       add("/* the gradient of the input itself, when asked for */")
-      add("if (dx) %s(r1 - r0, tape->dgates + (size_t)r0 * %d, %d, &p->%s[0][0], dx + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
-        GHp, GHp, f(L.weight_ih), spec.input, spec.input, ig)
+      input_gradient("", k, "r0", "r1")
     end
   end
   return join(out)

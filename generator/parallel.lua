@@ -2,7 +2,7 @@
 -- nnrt_workers team.
 --
 --   parallel.build(plan) -> { step = S, sequence = S, train = S, backward = S, chunk = steps }
---     S: "split" (weight split), "wave" (layer wavefront; sequence and train only) or "one"
+--     S: "split" (weight split), "wave" (layer wavefront; not the step) or "one"
 --   (and per layer L: L.granule, L.granules)
 --
 -- "split": the sequential path is shared by hidden units. Each thread owns a contiguous range of
@@ -56,7 +56,7 @@ function M.build(plan)
   local sequence = choose(seq, true)
   return {
     step = choose(step, false), sequence = sequence, train = sequence,
-    backward = choose(seq, false),
+    backward = sequence,
     chunk = math.max(1, math.min(spec.seq_len, 32, math.ceil(M.CHUNK_FLOPS / step))),
   }
 end
