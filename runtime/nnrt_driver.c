@@ -98,6 +98,7 @@ enum {
     TRAIN_EVERY,
     TRAIN_RESUME,
     TRAIN_LOG,
+    TRAIN_THREADS,
     TRAIN_OUT
 };
 static const option train_opts[] = {
@@ -119,6 +120,9 @@ static const option train_opts[] = {
     [TRAIN_RESUME] = {"--resume", NULL, 0, "continue from the checkpoint, bit for bit"},
     [TRAIN_LOG] = {"--log-every", "K", 0,
                    "progress line every K steps when stderr is not a terminal"},
+    [TRAIN_THREADS] = {"--threads", "N", 0,
+                       "threads of the team the forward and backward run on (default 1; the same "
+                       "numbers for any N)"},
     [TRAIN_OUT] = {"-o", "W2.safetensors", 1, "trained weights to write"},
 };
 
@@ -353,6 +357,18 @@ static int parse_count(const char *flag, const char *s, int64_t *out) {
 bad:
     report("option %s: expected a positive integer, found '%s'", flag, s);
     return EXIT_USAGE;
+}
+
+/* --threads N (s may be NULL: 1), within 1..NNRT_MAX_THREADS. */
+static int parse_threads(const char *s, int *out) {
+    int64_t n = 1;
+    if (s && parse_count("--threads", s, &n)) return EXIT_USAGE;
+    if (n > NNRT_MAX_THREADS) {
+        report("option --threads: %" PRId64 " threads requested, at most %d", n, NNRT_MAX_THREADS);
+        return EXIT_USAGE;
+    }
+    *out = (int)n;
+    return 0;
 }
 
 /* A finite decimal number >= 0 (> 0 when positive): digits with an optional fraction and
@@ -614,6 +630,7 @@ static int load_data(const nnrt_model *m, const char *xpath, const char *tpath, 
 
 typedef struct session {
     const nnrt_model *m;
+    nnrt_workers *team; /* NULL: the calling thread alone */
     dataset d;
     void *params, *grads, *state, *tape;
     void *weights;   /* params packed for the forward: session_pack after every change */
@@ -622,6 +639,7 @@ typedef struct session {
 } session;
 
 static void session_close(session *s) {
+    nnrt_workers_destroy(s->team);
     dataset_free(&s->d);
     nnrt_free(s->dy);
     nnrt_free(s->y);
@@ -642,7 +660,7 @@ static int session_open(const nnrt_model *m, const char *wpath, const char *xpat
                         const char *tpath, session *s) {
     memset(s, 0, sizeof *s);
     s->m = m;
-    if (!m->forward_train || !m->loss || !m->backward || m->tape_bytes == 0 ||
+    if (!m->forward_train_mt || !m->loss || !m->backward_mt || m->tape_bytes == 0 ||
         (m->target_dtype != (is_ce(m) ? NNRT_I32 : m->dtype))) {
         report("model %s has no training entry points for this runtime: regenerate it", m->name);
         return EXIT_USAGE;
@@ -681,10 +699,10 @@ static int run_chunk(session *s, int64_t c, int backward, double *loss, int *ste
     const char *x = (const char *)s->d.x.data + (size_t)t0 * s->d.x_step;
     const char *target = s->d.tdata + (size_t)t0 * s->d.t_step;
     if (steps) *steps = n;
-    int rc = m->forward_train(s->weights, s->state, s->tape, n, x, s->y);
+    int rc = m->forward_train_mt(s->team, s->weights, s->state, s->tape, n, x, s->y);
     if (rc == NNRT_OK) rc = m->loss(n, s->y, target, loss, backward ? s->dy : NULL);
     if (rc == NNRT_OK && backward && isfinite(*loss))
-        rc = m->backward(s->params, s->tape, x, s->dy, s->grads, NULL);
+        rc = m->backward_mt(s->team, s->params, s->tape, x, s->dy, s->grads, NULL);
     return rc;
 }
 
@@ -974,6 +992,7 @@ typedef struct train_config {
     nnrt_optim_config optim;
     const char *checkpoint;
     int resume;
+    int threads;
 } train_config;
 
 /* Reads train's options into c; prints the problem and returns EXIT_USAGE on a bad one. */
@@ -995,6 +1014,7 @@ static int parse_train(const char *const *vals, train_config *c) {
     memset(c, 0, sizeof *c);
     c->steps = 100;
     c->optim = nnrt_optim_defaults(kind);
+    if (parse_threads(vals[TRAIN_THREADS], &c->threads)) return EXIT_USAGE;
     if (vals[TRAIN_STEPS] && parse_count("--steps", vals[TRAIN_STEPS], &c->steps))
         return EXIT_USAGE;
     if (vals[TRAIN_LR] && parse_real("--lr", vals[TRAIN_LR], 0, &c->optim.lr)) return EXIT_USAGE;
@@ -1058,6 +1078,11 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
     progress p = {0};
     if ((status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], &s)) != 0)
         goto done;
+    if (c.threads > 1 && nnrt_workers_create(c.threads, &s.team) != NNRT_OK) {
+        report("%s", nnrt_last_error());
+        status = EXIT_USAGE;
+        goto done;
+    }
     if (s.nchunks > 1 && m->output_last) {
         report("%s: T = %" PRId64 " steps is more than seq_len %d, and this model's output is at "
                "the last step only: truncated BPTT over a long stream needs output_at = \"all\"; "
@@ -1567,7 +1592,6 @@ static void explain_bench(const nnrt_model *m, FILE *out) {
 
 /* Reads bench's options into cfg; prints the problem and returns EXIT_USAGE on a bad one. */
 static int parse_bench(const char *const *vals, bench_config *cfg) {
-    int64_t threads = 1;
     cfg->runs = BENCH_DEFAULT_RUNS;
     cfg->json = vals[BENCH_JSON] != NULL;
     if (vals[BENCH_STEPS] && parse_count("--steps", vals[BENCH_STEPS], &cfg->runs))
@@ -1576,14 +1600,7 @@ static int parse_bench(const char *const *vals, bench_config *cfg) {
         report("option --steps: at most %d runs, found %" PRId64, BENCH_MAX_RUNS, cfg->runs);
         return EXIT_USAGE;
     }
-    if (vals[BENCH_THREADS] && parse_count("--threads", vals[BENCH_THREADS], &threads))
-        return EXIT_USAGE;
-    if (threads > NNRT_MAX_THREADS) {
-        report("option --threads: %" PRId64 " threads requested, at most %d", threads, NNRT_MAX_THREADS);
-        return EXIT_USAGE;
-    }
-    cfg->threads = (int)threads;
-    return 0;
+    return parse_threads(vals[BENCH_THREADS], &cfg->threads);
 }
 
 /* bench [--steps N] [--threads N] [--json] */

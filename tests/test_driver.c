@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "isa_models.h"
 #include "nnrt.h"
 #include "test_models.h"
 
@@ -1334,6 +1335,35 @@ START_TEST(test_train_resume_at_end) {
 }
 END_TEST
 
+/* train --threads N trains bit for bit as one thread: a model generated with parallel = "split"
+ * (every layer-step shared), one with "wavefront", and one left to auto. */
+START_TEST(test_train_threads_bitwise) {
+    const char *names[] = {"isa_threads_lstm_gru_f32", "isa_lstm_ce_all_f64", "grad_gru_mse_all"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const nnrt_model *m = NULL;
+        for (int k = 0; k < rnnc_isa_pair_count; k++)
+            if (strcmp(rnnc_isa_pairs[k].scalar->name, names[i]) == 0) m = rnnc_isa_pairs[k].scalar;
+        if (!m) m = model_named(names[i]);
+        ck_assert_ptr_nonnull(m);
+        init_weights(m, "w.safetensors", "3");
+        write_model_x(m, P("x.npy"), m->seq_len, 5);
+        write_model_target(m, P("t.npy"), m->seq_len, NNRT_I32, 6);
+        ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "one.safetensors", "--steps", "3", NULL), 0);
+        ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "two.safetensors", "--steps", "3", "--threads", "2",
+                               NULL),
+                         0);
+        ck_assert_int_eq(TRAIN(m, "w.safetensors", "x.npy", "t.npy", "three.safetensors", "--steps", "3", "--threads",
+                               "3", NULL),
+                         0);
+        ck_assert_msg(same_bytes(P("one.safetensors"), P("two.safetensors")), "%s: 2 threads", m->name);
+        ck_assert_msg(same_bytes(P("one.safetensors"), P("three.safetensors")), "%s: 3 threads", m->name);
+    }
+    ASSERT_FAILS(2, "option --threads: 65 threads requested, at most 64",
+                 TRAIN(model_named("grad_gru_mse_all"), "w.safetensors", "x.npy", "t.npy", "z.safetensors", "--threads",
+                       "65", NULL));
+}
+END_TEST
+
 /* A stream of 12 steps in chunks of 5 (grad_gru_mse_all) whose second chunk holds a NaN. */
 START_TEST(test_train_nan_stops) {
     const nnrt_model *m = model_named("grad_gru_mse_all");
@@ -1869,6 +1899,7 @@ Suite *driver_suite(void) {
     tcase_add_test(tc, test_train_tbptt_by_hand);
     tcase_add_test(tc, test_train_resume_bitwise);
     tcase_add_test(tc, test_train_resume_at_end);
+    tcase_add_test(tc, test_train_threads_bitwise);
     tcase_add_test(tc, test_train_nan_stops);
     tcase_add_test(tc, test_train_progress);
     tcase_add_test(tc, test_train_progress_terminal);
