@@ -245,7 +245,7 @@ bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory -C bench run $(BENCH_VARS)
 
 BENCH_VARS = BUILD=$(abspath $(BUILD)) QUICK=$(or $(QUICK),0) V=$(V) $(if $(CONFIGS),CONFIGS="$(CONFIGS)") \
-	$(if $(ISAS),ISAS="$(ISAS)") $(if $(RUNS),RUNS=$(RUNS))
+	$(if $(ISAS),ISAS="$(ISAS)") $(if $(RUNS),RUNS=$(RUNS)) $(if $(THREADS),THREADS=$(THREADS))
 NPROC = $(shell nproc 2>/dev/null || echo 1)
 
 # Remove everything built or generated.
