@@ -4,19 +4,21 @@ local emit = require("rnnc.emit")
 
 local M = {}
 
-local function bytes_text(n)
+function M.bytes_text(n)
   if n < 1024 then return string.format("%d B", n) end
   if n < 1024 * 1024 then return string.format("%.1f KiB", n / 1024) end
   if n < 1024 ^ 3 then return string.format("%.1f MiB", n / 1024 ^ 2) end
   return string.format("%.1f GiB", n / 1024 ^ 3)
 end
 
-local function count_text(n)
+function M.count_text(n)
   if n < 1e4 then return tostring(math.floor(n)) end
   if n < 1e6 then return string.format("%.1f K", n / 1e3) end
   if n < 1e9 then return string.format("%.2f M", n / 1e6) end
   return string.format("%.2f G", n / 1e9)
 end
+
+local bytes_text, count_text = M.bytes_text, M.count_text
 
 local function machine_text(machine)
   local parts = {}

@@ -11,6 +11,7 @@ local emit = require("rnnc.emit")
 local backends = require("rnnc.backend.init")
 local dump = require("rnnc.dump")
 local info = require("rnnc.info")
+local tune = require("rnnc.tune")
 
 local USAGE = [[
 usage: rnnc COMMAND SPEC [options]
@@ -23,24 +24,64 @@ commands:
   build    SPEC [-o DIR] [--isa ISA]   generate, then compile the driver program DIR/<name>
   info     SPEC [--isa ISA]            sizes, parameters, FLOPs, critical path, cache residency
   check    SPEC                        validate only
+  tune     SPEC [--vary FIELD=V1,V2,...]... [--budget-us X] [--data X.npy --target Y.npy]
+                                       build and measure variants of the spec and the fastest
+                                       code-generation knobs of each; write SPEC's .tuned.lua
 
 options:
   -o DIR          output directory
-  --isa ISA       scalar, sse4, avx2, avx512, neon or native (default: native, the best
-                  backend this machine supports)
+  --isa ISA       scalar, sse4, avx2, avx512, neon or native (default: the spec's tuning.isa,
+                  else native, the best backend this machine supports)
   --name NAME     generate under another C prefix than the spec's name (e.g. two builds of one
                   spec in one program)
   --dump=PASS     print the result of a pass (spec, plan, schedule, emit) and stop
   -h, --help      this help;  --version  rnnc's version
 
-exit status: 0 success, 1 error in the spec or files, 2 usage or internal error.
+tune options (default DIR: out/tune/<name>):
+  --vary FIELD=V1,V2,...   values of one field, repeatable: every combination is a variant.
+                  FIELD: input, seq_len, batch, loss, output_at, precision, math, parallel,
+                  recurrent.N.size, recurrent.N.cell, recurrent.N.activation, head.N.size,
+                  head.N.activation (N from 1, in the spec's order)
+  --metric M      step, forward or train: the latency the knobs minimise (default step)
+  --budget-us X   flag the variants whose metric is within X microseconds
+  --data X.npy --target Y.npy   train every variant on these, from the same seed, and
+                  measure the loss on held-out data: --valid-data XV.npy --valid-target YV.npy,
+                  else the last fifth of the stream X, Y (the state carried into it)
+  --steps N       optimizer steps of that training (default 200); --lr R (default 1e-3);
+                  --seed N (default 0)
+  --bench-runs N  timed runs per measurement (default 11); --threads N the team the
+                  measurements run on (default 1; the *_mt entry points); --jobs N parallel builds
+  --no-search     measure each variant with the generator's default knobs only
+
+exit status: 0 success, 1 error in the spec or files, 2 usage or internal error (every
+problem with --vary is a usage error), 130 interrupted (tune keeps what it measured).
 ]]
 
-local COMMANDS = { generate = true, build = true, info = true, check = true }
+local COMMANDS = { generate = true, build = true, info = true, check = true, tune = true }
 local PASSES = { spec = true, plan = true, schedule = true, emit = true }
+-- Options of tune only: flag -> the field of opts, and how to read its value (nil: no value).
+local TUNE_OPTIONS = {
+  ["--vary"] = { "vary", "list" }, ["--metric"] = { "metric", "text" }, ["--budget-us"] = { "budget_us", "real" },
+  ["--data"] = { "data", "text" }, ["--target"] = { "target", "text" }, ["--valid-data"] = { "valid_data", "text" },
+  ["--valid-target"] = { "valid_target", "text" }, ["--steps"] = { "steps", "count" }, ["--lr"] = { "lr", "real" },
+  ["--seed"] = { "seed", "seed" }, ["--bench-runs"] = { "bench_runs", "count" }, ["--jobs"] = { "jobs", "count" },
+  ["--threads"] = { "threads", "count" },
+  ["--no-search"] = { "no_search" },
+}
+
+local function tune_value(flag, kind, text)
+  if kind == "text" or kind == "list" then return text end
+  local n = tonumber(text)
+  if kind == "real" and n and n >= 0 and n < math.huge then return n end
+  if (kind == "count" or kind == "seed") and text:match("^%d+$") and math.tointeger(n) and (kind == "seed" or n >= 1) then
+    return kind == "seed" and text or math.tointeger(n)
+  end
+  errors.usage(string.format("%s: expected %s, got '%s'", flag,
+    kind == "real" and "a number >= 0" or kind == "seed" and "an integer >= 0" or "a positive integer", text))
+end
 
 local function parse_args(args)
-  local opts = { isa = "native" }
+  local opts = { vary = {} }
   local i = 1
   local function value(flag)
     i = i + 1
@@ -49,7 +90,18 @@ local function parse_args(args)
   end
   while i <= #args do
     local a = args[i]
-    if a == "-h" or a == "--help" then
+    local tune_option = TUNE_OPTIONS[a]
+    if tune_option then
+      opts.tune_flag = opts.tune_flag or a
+      local field, kind = tune_option[1], tune_option[2]
+      if not kind then
+        opts[field] = true
+      elseif kind == "list" then
+        table.insert(opts[field], value(a))
+      else
+        opts[field] = tune_value(a, kind, value(a))
+      end
+    elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif a == "--version" then
       opts.version = true
@@ -67,7 +119,7 @@ local function parse_args(args)
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       errors.usage("unknown option '" .. a .. "'")
     elseif not opts.command then
-      if not COMMANDS[a] then errors.usage("unknown command '" .. a .. "'; expected generate, build, info or check") end
+      if not COMMANDS[a] then errors.usage("unknown command '" .. a .. "'; expected generate, build, info, check or tune") end
       opts.command = a
     elseif not opts.spec then
       opts.spec = a
@@ -75,6 +127,9 @@ local function parse_args(args)
       errors.usage("unexpected argument '" .. a .. "'")
     end
     i = i + 1
+  end
+  if opts.tune_flag and opts.command ~= "tune" then
+    errors.usage("option " .. opts.tune_flag .. " applies to the tune command only")
   end
   return opts
 end
@@ -125,6 +180,21 @@ local function load_templates(host)
   return t
 end
 
+-- The passes after the spec, for backend into dir: nil and the text of the pass to dump, or the
+-- result { plan, files, dir, compile }. with_runtime: the compile command names the runtime.
+local function passes(host, spec, backend, dir, dump_pass, with_runtime)
+  local plan = plan_pass.build(spec, host.cache_sizes(), backend)
+  if dump_pass == "plan" then return nil, dump.text(plan) end
+  local sched = schedule_pass.build(plan)
+  if dump_pass == "schedule" then return nil, dump.text(sched) end
+  local runtime = with_runtime and find_runtime(host)
+  local compile = runtime and compile_command(runtime, backend, dir, spec.name)
+    or "see `rnnc build` (it prints the exact command)"
+  local files = emit.model(plan, sched, backend, load_templates(host), { version = host.version, compile = compile })
+  if dump_pass == "emit" then return nil, files.header .. files.source .. files.main .. files.python end
+  return { plan = plan, files = files, dir = dir, compile = compile }
+end
+
 local function run_passes(host, opts)
   local source, why = host.read_file(opts.spec)
   if not source then errors.raise("rnnc: cannot read spec: " .. why) end
@@ -136,18 +206,10 @@ local function run_passes(host, opts)
   end
   if opts.dump == "spec" then return nil, dump.text(spec) end
   if opts.command == "check" then return spec end
-  local backend = backends.load(host, opts.isa)
-  local plan = plan_pass.build(spec, host.cache_sizes(), backend)
-  if opts.dump == "plan" then return nil, dump.text(plan) end
-  local sched = schedule_pass.build(plan)
-  if opts.dump == "schedule" then return nil, dump.text(sched) end
-  local dir = opts.dir or ("out/" .. spec.name)
-  local runtime = (opts.command == "build" or opts.command == "generate") and find_runtime(host)
-  local compile = runtime and compile_command(runtime, backend, dir, spec.name)
-    or "see `rnnc build` (it prints the exact command)"
-  local files = emit.model(plan, sched, backend, load_templates(host), { version = host.version, compile = compile })
-  if opts.dump == "emit" then return nil, files.header .. files.source .. files.main .. files.python end
-  return spec, nil, { plan = plan, files = files, dir = dir, compile = compile }
+  local backend = backends.load(host, opts.isa or (spec.tuning and spec.tuning.isa) or "native")
+  local result, dumped = passes(host, spec, backend, opts.dir or ("out/" .. spec.name), opts.dump,
+    opts.command == "build" or opts.command == "generate")
+  return spec, dumped, result
 end
 
 local function write_outputs(host, spec, result)
@@ -177,6 +239,17 @@ local function main(host, args)
     return opts.help and 0 or 2
   end
   if not opts.spec then errors.usage(opts.command .. " needs a SPEC file") end
+  if opts.command == "tune" then
+    -- tune generates and compiles many variants: the same passes and files as `rnnc build`.
+    return tune.run(host, opts, {
+      quote = shell_quote,
+      generate = function(spec, isa, dir)
+        local result = passes(host, spec, backends.load(host, isa), dir, nil, true)
+        write_outputs(host, spec, result)
+        return result
+      end,
+    })
+  end
   local spec, dumped, result = run_passes(host, opts)
   if dumped then
     io.write(dumped)

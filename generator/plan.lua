@@ -106,21 +106,28 @@ function M.build(spec, machine, backend)
 
   -- Register blocking of every packed product (forward), chosen for the rows it will see: all
   -- T*B rows for the sequence's input projections and head layers, B rows on the sequential
-  -- path and in the streaming step.
+  -- path and in the streaming step. The spec's tuning knobs, measured for this backend (or for
+  -- any when they name none), replace the choices of the cost model and of the code budget.
   local regs = backend.registers
   local big_rows = spec.seq_len * spec.batch
-  local function product(K, G, NB, rows_hint)
+  local tuning = spec.tuning
+  local tuned = tuning and (tuning.isa == nil or tuning.isa == backend.name)
+  local knobs = {} -- product -> its knobs
+  local function product(K, G, NB, rows_hint, list, i, name)
     local rb, jb = kernels.forward_blocking(regs, G, NB, rows_hint)
-    return { K = K, G = G, rb = rb, jb = jb }
+    local knob = tuned and tuning[list] and tuning[list][i][name] or {}
+    local k = { K = K, G = G, rb = knob.rb or rb, jb = knob.jb and math.min(knob.jb, NB) or jb }
+    knobs[k] = knob
+    return k
   end
-  for _, L in ipairs(plan.layers) do
-    L.input_seq = product(L.input, L.gates, L.NB, big_rows)
-    L.input_step = product(L.input, L.gates, L.NB, spec.batch)
-    L.recurrent = product(L.hidden, L.gates, L.NB, spec.batch)
+  for i, L in ipairs(plan.layers) do
+    L.input_seq = product(L.input, L.gates, L.NB, big_rows, "layers", i, "input_seq")
+    L.input_step = product(L.input, L.gates, L.NB, spec.batch, "layers", i, "input_step")
+    L.recurrent = product(L.hidden, L.gates, L.NB, spec.batch, "layers", i, "recurrent")
   end
-  for _, D in ipairs(plan.heads) do
-    D.seq = product(D.input, 1, D.NB, spec.output_at == "last" and spec.batch or big_rows)
-    D.step = product(D.input, 1, D.NB, spec.batch)
+  for j, D in ipairs(plan.heads) do
+    D.seq = product(D.input, 1, D.NB, spec.output_at == "last" and spec.batch or big_rows, "heads", j, "seq")
+    D.step = product(D.input, 1, D.NB, spec.batch, "heads", j, "step")
   end
 
   -- Unrolling: the loop over k of each product is unrolled until its body's estimated machine
@@ -134,7 +141,7 @@ function M.build(spec, machine, backend)
   local share = M.STEP_CODE_BUDGET // #steps
   local function unroll(k)
     local per_k = k.jb * k.G * (k.rb + 1) -- multiply-adds and weight loads of one k
-    k.unroll = unroll_factor(k.K, per_k, backend.bytes_per_fma, share)
+    k.unroll = knobs[k].unroll or unroll_factor(k.K, per_k, backend.bytes_per_fma, share)
     k.code_bytes = k.unroll * per_k * backend.bytes_per_fma * (k.rb > 1 and 2 or 1)
   end
   plan.code_bytes = 0

@@ -7,11 +7,17 @@
  *
  * The host gives the Lua side a small `host` table: the embedded sources, file I/O (atomic
  * writes), the machine's cache sizes and ISA, running a command, and a sandbox runner with an
- * instruction limit and a memory limit for evaluating specs.
+ * instruction limit and a memory limit for evaluating specs. For `rnnc tune` it also starts
+ * commands without waiting (pinned to chosen CPUs), waits for any of them, and turns Ctrl-C into
+ * a flag the Lua side polls, so it can stop its children and keep what was measured.
  */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +324,178 @@ static int host_system(lua_State *L)
     return 1;
 }
 
+/* ---- Child processes (rnnc tune) ----------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted; /* Ctrl-C arrived since host.catch_interrupts() */
+
+static void on_interrupt(int sig) { (void)sig; interrupted = 1; }
+static void on_child(int sig) { (void)sig; } /* only wakes sigsuspend */
+
+/* host.catch_interrupts(): from now on SIGINT and SIGTERM set a flag instead of killing rnnc. */
+static int host_catch_interrupts(lua_State *L)
+{
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_child;
+    sigaction(SIGCHLD, &sa, NULL);
+    return 0;
+}
+
+/* host.interrupted() -> boolean */
+static int host_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, interrupted);              /* flag */
+    return 1;
+}
+
+/* host.cpus() -> { cpu numbers this process may run on }, ascending */
+static int host_cpus(lua_State *L)
+{
+    cpu_set_t set;
+    lua_newtable(L);                              /* cpus */
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    lua_Integer n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        lua_pushinteger(L, cpu);                  /* cpus cpu */
+        lua_rawseti(L, -2, ++n);                  /* cpus */
+    }
+    return 1;
+}
+
+/* host.spawn(command, log, cpus) -> pid | nil, message
+ * Runs `sh -c command` in its own process group (so a Ctrl-C at the terminal reaches rnnc only,
+ * which then stops its children itself), stdin from /dev/null, stdout and stderr into the file
+ * log, on the CPUs of the list cpus (all of them when nil). Does not wait. */
+static int host_spawn(lua_State *L)
+{
+    const char *command = luaL_checkstring(L, 1);
+    const char *log = luaL_checkstring(L, 2);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int pin = lua_istable(L, 3);
+    for (lua_Integer i = 1; pin && lua_rawgeti(L, 3, i) == LUA_TNUMBER; i++) { /* ... cpu */
+        CPU_SET((int)lua_tointeger(L, -1), &set);
+        lua_pop(L, 1);                            /* ... */
+    }
+    if (pin) lua_pop(L, 1);                       /* ... (the nil that ended the list) */
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", log, strerror(errno)); /* nil message */
+        return 2;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        setpgid(0, 0);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        if (pin) sched_setaffinity(0, sizeof set, &set);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+        _exit(127);
+    }
+    int saved = errno;
+    close(fd);
+    if (pid < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot start a process: %s", strerror(saved)); /* nil message */
+        return 2;
+    }
+    setpgid(pid, pid); /* also from here: whichever runs first, the group exists before a kill */
+    lua_pushinteger(L, pid);                      /* pid */
+    return 1;
+}
+
+/* host.wait([through_interrupts]) -> pid, exit status (-1: killed by a signal)
+ *                                  | nil, "interrupted" | nil, "none" (no children left)
+ * Waits for any child; after a Ctrl-C it returns at once unless through_interrupts is true (the
+ * clean-up after one). SIGINT and SIGCHLD are blocked between the checks and sigsuspend, so
+ * neither a Ctrl-C nor a child's exit can slip in unnoticed. */
+static int host_wait(lua_State *L)
+{
+    int through = lua_toboolean(L, 1);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            lua_pushinteger(L, pid);              /* pid */
+            lua_pushinteger(L, WIFEXITED(status) ? WEXITSTATUS(status) : -1); /* pid status */
+            return 2;
+        }
+        if (pid < 0 || (interrupted && !through)) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            lua_pushnil(L);
+            lua_pushstring(L, pid < 0 ? "none" : "interrupted"); /* nil why */
+            return 2;
+        }
+        sigsuspend(&old);
+    }
+}
+
+/* host.kill(pid): SIGTERM to the child's process group (the shell and what it started). */
+static int host_kill(lua_State *L)
+{
+    kill(-(pid_t)luaL_checkinteger(L, 1), SIGTERM);
+    return 0;
+}
+
+/* ---- Hashes ------------------------------------------------------------------------------- */
+
+/* FNV-1a, 64 bits: cache keys, not security. */
+static uint64_t fnv1a(uint64_t h, const char *data, size_t size)
+{
+    for (size_t i = 0; i < size; i++) h = (h ^ (unsigned char)data[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static int push_hash(lua_State *L, uint64_t h)
+{
+    char text[17];
+    snprintf(text, sizeof text, "%016llx", (unsigned long long)h);
+    lua_pushstring(L, text);                      /* hex */
+    return 1;
+}
+
+/* host.hash(text, ...) -> 16 hex digits over every argument (each length-prefixed) */
+static int host_hash(lua_State *L)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 1; i <= lua_gettop(L); i++) {
+        size_t size;
+        const char *data = luaL_checklstring(L, i, &size);
+        char length[32];
+        h = fnv1a(h, length, (size_t)snprintf(length, sizeof length, "%zu:", size));
+        h = fnv1a(h, data, size);
+    }
+    return push_hash(L, h);
+}
+
+/* host.generator_hash() -> 16 hex digits over rnnc's version and every embedded file */
+static int host_generator_hash(lua_State *L)
+{
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, RNNC_VERSION, sizeof RNNC_VERSION);
+    for (const rnnc_embedded_file *f = rnnc_embedded_files; f->path; f++) {
+        h = fnv1a(h, f->path, strlen(f->path) + 1);
+        h = fnv1a(h, f->data, f->size);
+    }
+    return push_hash(L, h);
+}
+
 static const luaL_Reg host_functions[] = {
     {"sandbox", host_sandbox},         {"source", host_source},
     {"read_file", host_read_file},     {"write_atomic", host_write_atomic},
@@ -325,6 +503,10 @@ static const luaL_Reg host_functions[] = {
     {"exe_dir", host_exe_dir},         {"realpath", host_realpath},
     {"cache_sizes", host_cache_sizes},
     {"cpu_supports", host_cpu_supports}, {"system", host_system},
+    {"catch_interrupts", host_catch_interrupts}, {"interrupted", host_interrupted},
+    {"cpus", host_cpus},               {"spawn", host_spawn},
+    {"wait", host_wait},               {"kill", host_kill},
+    {"hash", host_hash},               {"generator_hash", host_generator_hash},
     {NULL, NULL}};
 
 /* ---- Loading the generator's modules from the embedded sources ------------------------------ */

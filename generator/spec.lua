@@ -1,6 +1,8 @@
 -- spec.lua — the spec pass: evaluate a spec file in a sandbox and validate it.
 --
 --   spec.parse(host, path, source) -> spec   (raises one user error listing every problem)
+--   spec.variant(host, path, source, assignments) -> spec | nil, messages   (rnnc tune --vary)
+--   spec.source(spec, comment) -> the text of an equivalent spec (what rnnc tune writes)
 --
 -- A spec is Lua evaluated with only the model constructors and pure helpers visible, under an
 -- instruction limit and a memory limit. Every problem is collected with the line of the
@@ -32,9 +34,25 @@ M.PRECISIONS = { "f32", "f64" }
 M.MATH = { "accurate", "fast" }
 -- How the *_mt entry points use a team of threads (generator/parallel.lua): "auto" chooses by the
 -- size of a layer-step, "split" shares every layer-step's units among the threads, "wavefront"
--- runs the layers of the sequence forward side by side, "one" keeps every call on one thread.
+-- runs the layers side by side (sequence forward and backward), "one" keeps every call on one thread.
 M.PARALLEL = { "auto", "split", "wavefront", "one" }
-M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math", "parallel" }
+M.FIELDS = { "name", "input", "seq_len", "batch", "recurrent", "head", "loss", "output_at", "precision", "math",
+  "parallel", "tuning" }
+
+-- The optional `tuning` table: code-generation knobs that do not change any result (rnnc tune
+-- writes them). Each product of a layer or head may set its register block (rb rows of the input
+-- x jb blocks of units) and the unroll factor of its loop over k; what is absent is the plan's own
+-- choice. The knobs apply when generating for `isa` (for any backend when isa is absent).
+M.TUNING_FIELDS = { "isa", "layers", "heads" }
+M.TUNING_ISAS = { "scalar", "sse4", "avx2", "avx512", "neon" }
+M.LAYER_PRODUCTS = { "input_seq", "input_step", "recurrent" }
+M.HEAD_PRODUCTS = { "seq", "step" }
+M.KNOBS = { "rb", "jb", "unroll" }
+M.MAX_BLOCK = 16 -- rb and jb (jb is also clamped to the layer's vector blocks)
+
+-- What `rnnc tune --vary FIELD=...` can change.
+M.VARY_FIELDS = { "input", "seq_len", "batch", "loss", "output_at", "precision", "math", "parallel" }
+M.VARY_LAYER = { recurrent = { "size", "cell", "activation" }, head = { "size", "activation" } }
 
 local C_KEYWORDS = {}
 for word in ([[auto break case char const continue default do double else enum extern float for
@@ -141,11 +159,16 @@ end
 
 -- ---- Validation -------------------------------------------------------------------------------
 
--- The line where `field =` is written inside the model constructor (tables keep no lines).
-local function field_line(lines, field, from)
+-- The line where the n-th (default first) `field =` is written from line `from` on (tables keep
+-- no lines).
+local function field_line(lines, field, from, n)
+  n = n or 1
   for i = from, #lines do
     local text = lines[i]:gsub("%-%-.*$", "")
-    if text:find("%f[%w_]" .. field .. "%s*=") then return i end
+    for _ in text:gmatch("%f[%w_]" .. field .. "%s*=") do
+      n = n - 1
+      if n == 0 then return i end
+    end
   end
   return from
 end
@@ -239,6 +262,86 @@ function Checker:list(value, line, what, limit, required)
   return value
 end
 
+-- Each key of t must be one of names; reports the others (at line_of(key), or line).
+function Checker:known_keys(t, names, line, what, line_of)
+  for key in pairs(t) do
+    if type(key) ~= "string" or not contains(names, key) then
+      local hint = type(key) == "string" and closest(key, names)
+      self:fail(line_of and type(key) == "string" and line_of(key) or line, "%s: unknown field %s%s; expected one of: %s",
+        what, describe(key), hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(names, ", "))
+    end
+  end
+end
+
+-- The knobs of one product: { rb, jb, unroll } (each may be absent). rows: the rows the product
+-- sees; K: the length of its loop over inputs.
+function Checker:knobs(value, line, what, rows, K)
+  if type(value) ~= "table" or value.kind then
+    self:fail(line, "%s must be a table { rb = ..., jb = ..., unroll = ... }, got %s", what, describe(value))
+    return {}
+  end
+  self:known_keys(value, M.KNOBS, line, what)
+  local function knob(key, limit)
+    return value[key] ~= nil and self:size(value[key], limit, line, what .. "." .. key) or nil
+  end
+  return { rb = knob("rb", math.min(rows, M.MAX_BLOCK)), jb = knob("jb", M.MAX_BLOCK), unroll = knob("unroll", K) }
+end
+
+-- tuning = { isa = ..., layers = { per recurrent layer { input_seq = knobs, ... } }, heads = {...} }
+function Checker:tuning(value, line, lines, spec)
+  if type(value) ~= "table" or value.kind then
+    self:fail(line, "tuning must be a table { isa = ..., layers = { ... }, heads = { ... } }, got %s", describe(value))
+    return nil
+  end
+  self:known_keys(value, M.TUNING_FIELDS, line, "tuning")
+  local tuning = { isa = self:choice(value.isa, M.TUNING_ISAS, line, "tuning.isa") }
+  local all_rows = spec.seq_len * spec.batch
+  local head_rows = spec.output_at == "last" and spec.batch or all_rows
+  -- For each layer (or head) i: { product = { rows, K } }.
+  local shapes = { layers = {}, heads = {} }
+  local input = spec.input
+  for i, layer in ipairs(spec.recurrent) do
+    shapes.layers[i] = { input_seq = { all_rows, input }, input_step = { spec.batch, input }, recurrent = { spec.batch, layer.size } }
+    input = layer.size
+  end
+  for j, head in ipairs(spec.head) do
+    shapes.heads[j] = { seq = { head_rows, input }, step = { spec.batch, input } }
+    input = head.size
+  end
+  for _, list in ipairs({ { "layers", M.LAYER_PRODUCTS, "recurrent layers" }, { "heads", M.HEAD_PRODUCTS, "head layers" } }) do
+    local name, products, noun = list[1], list[2], list[3]
+    local list_line = field_line(lines, name, line)
+    local problems = #self.problems
+    local entries = self:list(value[name], list_line, "tuning." .. name, math.huge, false)
+    if value[name] ~= nil and #self.problems == problems and #entries ~= #shapes[name] then
+      self:fail(list_line, "tuning.%s has %d entries; the model has %d %s", name, #entries, #shapes[name], noun)
+    elseif value[name] ~= nil and #self.problems == problems then
+      tuning[name] = {}
+      local seen = {} -- key -> entries so far that set it: the n-th `key =` in the text is theirs
+      local function line_of(key)
+        seen[key] = (seen[key] or 0) + 1
+        return field_line(lines, key, list_line, seen[key])
+      end
+      for i, entry in ipairs(entries) do
+        local what = string.format("tuning.%s[%d]", name, i)
+        tuning[name][i] = {}
+        if type(entry) ~= "table" or entry.kind then
+          self:fail(list_line, "%s must be a table { %s = { ... }, ... }, got %s", what, products[1], describe(entry))
+        else
+          self:known_keys(entry, products, list_line, what, line_of)
+          for _, product in ipairs(products) do
+            if entry[product] ~= nil then
+              local shape = shapes[name][i][product]
+              tuning[name][i][product] = self:knobs(entry[product], line_of(product), what .. "." .. product, shape[1], shape[2])
+            end
+          end
+        end
+      end
+    end
+  end
+  return tuning
+end
+
 -- Whether name can prefix the generated C: nil, or the reason it cannot.
 function M.name_problem(value)
   local check = setmetatable({ problems = {} }, Checker)
@@ -304,6 +407,8 @@ local function validate(model, lines, path)
   for i, item in ipairs(check:list(fields.head, head_line, "head", M.LIMITS.heads, false)) do
     spec.head[i] = check:head_layer(i, item, head_line) or false
   end
+  if #problems > 0 then return nil, problems end
+  if fields.tuning ~= nil then spec.tuning = check:tuning(fields.tuning, line_of("tuning"), lines, spec) end
   if #problems > 0 then return nil, problems end
 
   -- Whole-model checks, once every part is valid.
@@ -379,7 +484,8 @@ local function report(path, problems)
   errors.raise(table.concat(out, "\n"))
 end
 
-function M.parse(host, path, source)
+-- Runs the spec in the sandbox: the model it returned and the source's lines, or raises.
+local function evaluate(host, path, source)
   local lines = {}
   for line in (source .. "\n"):gmatch("([^\n]*)\n") do table.insert(lines, line) end
   local state = { problems = {} }
@@ -412,9 +518,154 @@ function M.parse(host, path, source)
     report(path, { { line = #lines > 0 and 1 or nil,
       message = "a spec must return a model: return model { name = ..., input = ..., ... }" } })
   end
-  local spec, problems = validate(state.model, lines, path)
+  return state.model, lines
+end
+
+function M.parse(host, path, source)
+  local model, lines = evaluate(host, path, source)
+  local spec, problems = validate(model, lines, path)
   if not spec then report(path, problems) end
   return spec
+end
+
+-- ---- Variants (rnnc tune --vary) ----------------------------------------------------------------
+
+local function vary_fields()
+  local names = {}
+  for _, f in ipairs(M.VARY_FIELDS) do table.insert(names, f) end
+  for _, list in ipairs({ "recurrent", "head" }) do
+    for _, attr in ipairs(M.VARY_LAYER[list]) do table.insert(names, list .. ".N." .. attr) end
+  end
+  return names
+end
+
+-- A number when the text is one (sizes), else the text itself (the validator then says what is
+-- wrong with it).
+local function number_or_text(text)
+  return math.tointeger(tonumber(text)) or tonumber(text) or text
+end
+
+-- Sets field (a --vary address such as "recurrent.2.size") to the text value in the model's
+-- fields; nil, or what is wrong and whether it is the address (true) rather than the value.
+local function assign(fields, field, value)
+  local names = vary_fields()
+  local list, index, attr = field:match("^(%a+)%.(%d+)%.([%a_]+)$")
+  if not list then
+    if not contains(M.VARY_FIELDS, field) then
+      local generic = field:gsub("%.%d+%.", ".N.")
+      local hint = closest(generic, names)
+      return string.format("unknown field '%s'%s; the fields are: %s", field,
+        hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(names, ", ")), true
+    end
+    fields[field] = (field == "input" or field == "seq_len" or field == "batch") and number_or_text(value) or value
+    return nil
+  end
+  if not M.VARY_LAYER[list] or not contains(M.VARY_LAYER[list], attr) then
+    local hint = closest(list .. ".N." .. attr, names)
+    return string.format("unknown field '%s'%s; the fields are: %s", field,
+      hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(names, ", ")), true
+  end
+  local items, i = fields[list], tonumber(index)
+  local count = type(items) == "table" and #items or 0
+  if i < 1 or i > count then
+    return string.format("the spec has %d %s layer%s, so there is no %s %d", count, list, count == 1 and "" or "s", list, i), true
+  end
+  -- A copy: the spec may use one layer table in several places.
+  local item = items[i]
+  local copy = { constructor = item.constructor, kind = item.kind, line = item.line,
+    args = table.pack(table.unpack(item.args, 1, item.args.n)) }
+  items[i] = copy
+  if attr == "size" then
+    copy.args[1] = number_or_text(value)
+  elseif attr == "cell" then
+    if not contains(M.CELLS, value) then
+      local hint = closest(value, M.CELLS)
+      return string.format("unknown cell %q; %s%s", value, one_of(M.CELLS), hint and string.format(" (did you mean %q?)", hint) or "")
+    end
+    copy.constructor = value
+    if value ~= "rnn" then copy.args.n = math.min(copy.args.n, 1) end -- only rnn takes an activation
+  else
+    if list == "recurrent" and copy.constructor ~= "rnn" then
+      return string.format("recurrent layer %d is %s: only rnn layers take an activation", i, copy.constructor), true
+    end
+    copy.args[2] = value
+    copy.args.n = math.max(copy.args.n, 2)
+  end
+  return nil
+end
+
+-- The spec with the assignments ({ field = "recurrent.2.size", value = "64" }, ...) made, and
+-- without its tuning (rnnc tune chooses the knobs itself). Returns the spec, or nil, the messages
+-- of what is wrong (without file and line: the problem is on the command line) and whether an
+-- address (rather than a value) is wrong.
+function M.variant(host, path, source, assignments)
+  local model, lines = evaluate(host, path, source)
+  if type(model.fields) ~= "table" then return M.parse(host, path, source) end
+  model.fields.tuning = nil
+  for _, a in ipairs(assignments) do
+    local problem, of_field = assign(model.fields, a.field, a.value)
+    if problem then return nil, { problem }, of_field end
+  end
+  local spec, problems = validate(model, lines, path)
+  if spec then return spec end
+  local messages = {}
+  for _, p in ipairs(problems) do table.insert(messages, p.message) end
+  return nil, messages
+end
+
+-- ---- Writing a spec -----------------------------------------------------------------------------
+
+local function knobs_text(knobs)
+  local parts = {}
+  for _, key in ipairs(M.KNOBS) do
+    if knobs[key] then table.insert(parts, string.format("%s = %d", key, knobs[key])) end
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+local function tuning_text(tuning, out)
+  table.insert(out, "  tuning = {             -- code-generation knobs chosen by measurement; results do not depend on them")
+  if tuning.isa then table.insert(out, string.format("    isa = %q,", tuning.isa)) end
+  for _, list in ipairs({ { "layers", M.LAYER_PRODUCTS }, { "heads", M.HEAD_PRODUCTS } }) do
+    local entries = tuning[list[1]]
+    if entries then
+      table.insert(out, string.format("    %s = {", list[1]))
+      for _, entry in ipairs(entries) do
+        local parts = {}
+        for _, product in ipairs(list[2]) do
+          if entry[product] then table.insert(parts, product .. " = " .. knobs_text(entry[product])) end
+        end
+        table.insert(out, "      { " .. table.concat(parts, ", ") .. " },")
+      end
+      table.insert(out, "    },")
+    end
+  end
+  table.insert(out, "  },")
+end
+
+-- The text of a spec equivalent to the validated spec (every default written out), after the
+-- comment's lines.
+function M.source(spec, comment)
+  local out = {}
+  for line in comment:gmatch("[^\n]+") do table.insert(out, "-- " .. line) end
+  table.insert(out, "return model {")
+  local function field(name, value) table.insert(out, string.format("  %s = %s,", name, value)) end
+  field("name", string.format("%q", spec.name))
+  field("input", spec.input)
+  field("seq_len", spec.seq_len)
+  field("batch", spec.batch)
+  local layers, heads = {}, {}
+  for _, layer in ipairs(spec.recurrent) do
+    table.insert(layers, layer.cell == "rnn" and string.format("rnn(%d, %q)", layer.size, layer.activation)
+      or string.format("%s(%d)", layer.cell, layer.size))
+  end
+  for _, head in ipairs(spec.head) do table.insert(heads, string.format("dense(%d, %q)", head.size, head.activation)) end
+  field("recurrent", "{ " .. table.concat(layers, ", ") .. " }")
+  field("head", #heads > 0 and ("{ " .. table.concat(heads, ", ") .. " }") or "{}")
+  for _, name in ipairs({ "loss", "output_at", "precision", "math", "parallel" }) do field(name, string.format("%q", spec[name])) end
+  if spec.tuning then tuning_text(spec.tuning, out) end
+  table.insert(out, "}")
+  return table.concat(out, "\n") .. "\n"
 end
 
 return M

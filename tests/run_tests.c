@@ -17,6 +17,7 @@ Suite *torch_grad_suite(void);
 Suite *examples_suite(void);
 Suite *isa_suite(void);
 Suite *threads_suite(void);
+Suite *tune_suite(void);
 
 int main(void)
 {
@@ -34,6 +35,7 @@ int main(void)
     srunner_add_suite(runner, examples_suite());
     srunner_add_suite(runner, isa_suite());
     srunner_add_suite(runner, threads_suite());
+    srunner_add_suite(runner, tune_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -1637,7 +1637,7 @@ START_TEST(test_train_help) {
         g_out,
         "grad_lstm_mse_all train -w W.safetensors -i X.npy -t TARGET.npy [--steps N] [--lr R] "
         "[--optim adam|adamw|sgd] [--momentum M] [--nesterov] [--weight-decay D] [--clip NORM] "
-        "[--checkpoint C.safetensors] [--every K] [--resume] [--log-every K] -o W2.safetensors"));
+        "[--checkpoint C.safetensors] [--every K] [--resume] [--log-every K] [--threads N] -o W2.safetensors"));
     ck_assert_int_eq(run(m, "train", "--help", NULL), 0);
     ck_assert_ptr_nonnull(strstr(g_out, "TARGET is float64 [T, 2, 2], loss mse."));
     ck_assert_ptr_nonnull(strstr(g_out, "--steps is the total"));

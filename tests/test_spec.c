@@ -100,7 +100,7 @@ END_TEST
 START_TEST(good_specs_pass)
 {
     const char *specs[] = {RNNC_SOURCE_DIR "/examples/sine/sine.lua", RNNC_SOURCE_DIR "/tests/specs/good/helpers.lua",
-                           RNNC_SOURCE_DIR "/tests/specs/good/defaults.lua"};
+                           RNNC_SOURCE_DIR "/tests/specs/good/defaults.lua", RNNC_SOURCE_DIR "/tests/specs/good/tuned.lua"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         char command[1024];
         snprintf(command, sizeof command, "%s check %s", RNNC, specs[i]);

@@ -7,13 +7,19 @@ local M = {}
 M.ISAS = { "scalar", "sse4", "avx2", "avx512", "neon", "multi", "native" }
 M.AVAILABLE = { scalar = true, sse4 = true, avx2 = true, avx512 = true, neon = true, multi = true }
 
+-- The SIMD backends this build machine runs, best first.
+function M.runnable(host)
+  local order = { { "avx512", "avx512f" }, { "avx2", "avx2" }, { "sse4", "sse4.1" }, { "neon", "neon" } }
+  local list = {}
+  for _, candidate in ipairs(order) do
+    if M.AVAILABLE[candidate[1]] and host.cpu_supports(candidate[2]) then table.insert(list, candidate[1]) end
+  end
+  return list
+end
+
 -- The best backend this build machine supports among those rnnc has.
 function M.native(host)
-  local order = { { "avx512", "avx512f" }, { "avx2", "avx2" }, { "sse4", "sse4.1" }, { "neon", "neon" } }
-  for _, candidate in ipairs(order) do
-    if M.AVAILABLE[candidate[1]] and host.cpu_supports(candidate[2]) then return candidate[1] end
-  end
-  return "scalar"
+  return M.runnable(host)[1] or "scalar"
 end
 
 function M.load(host, isa)
