@@ -214,8 +214,11 @@ def check_config(dirs, ref_dir):
 
 
 # ---- One configuration ----------------------------------------------------------------------------
+MODES = ("step", "forward", "train")  # in table order
+
+
 def modes_of(desc):
-    return ["step", "forward", "train"] if desc["batch"] == 1 else ["train"]
+    return list(MODES) if desc["batch"] == 1 else ["train"]
 
 
 def bench_config(name, args, runner, python):
@@ -301,6 +304,16 @@ def best_rnnc(rows, config, mode, threads=1):
     return min(cand, key=lambda r: r["median_us"]) if cand else None
 
 
+def measured(rows, configs, threads=1):
+    """(config, mode, rnnc's fastest row) of every configuration and mode rnnc was measured in,
+    in table order."""
+    for c in configs:
+        for mode in MODES:
+            r = best_rnnc(rows, c, mode, threads)
+            if r:
+                yield c, mode, r
+
+
 def pick(rows, config, mode, impl, threads=1):
     for r in rows:
         if r["config"] == config and r["mode"] == mode and r["impl"] == impl and r["threads"] == threads:
@@ -335,22 +348,18 @@ def tables(rows, configs, isas, machine, peak, roof, quick):
             f"{'x oneDNN':>8} {'x PyTorch':>9} | {'roof GF/s':>9} | check")
     p(head)
     p("-" * len(head))
-    for c in configs:
-        for mode in ("step", "forward", "train"):
-            r = best_rnnc(rows, c, mode)
-            if not r:
-                continue
-            d, t = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "pytorch")
-            checks = {x["check"] for x in rows if x["config"] == c}
-            check = "ok" if checks == {"ok"} else "; ".join(sorted(checks - {"ok"}))
-            p(f"{c:<15} {mode:<7} {r['B']:>2} {r['T']:>3} | {r['isa']:>6} {fmt_us(r['median_us']):>8} {r['gflops']:>6.1f} "
-              f"{100 * r['roofline_frac']:>5.0f} | "
-              f"{fmt_us(d['median_us']) if d else '-':>9} {d['gflops'] if d else 0:>6.1f} "
-              f"{100 * d['roofline_frac'] if d else 0:>5.0f} | "
-              f"{fmt_us(t['median_us']) if t else '-':>10} {t['gflops'] if t else 0:>5.2f} "
-              f"{100 * t['roofline_frac'] if t else 0:>5.1f} | "
-              f"{(d['median_us'] / r['median_us']) if d else 0:>7.2f}x {(t['median_us'] / r['median_us']) if t else 0:>8.1f}x | "
-              f"{r['roofline_gflops']:>9.1f} | {check}")
+    for c, mode, r in measured(rows, configs):
+        d, t = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "pytorch")
+        checks = {x["check"] for x in rows if x["config"] == c}
+        check = "ok" if checks == {"ok"} else "; ".join(sorted(checks - {"ok"}))
+        p(f"{c:<15} {mode:<7} {r['B']:>2} {r['T']:>3} | {r['isa']:>6} {fmt_us(r['median_us']):>8} {r['gflops']:>6.1f} "
+          f"{100 * r['roofline_frac']:>5.0f} | "
+          f"{fmt_us(d['median_us']) if d else '-':>9} {d['gflops'] if d else 0:>6.1f} "
+          f"{100 * d['roofline_frac'] if d else 0:>5.0f} | "
+          f"{fmt_us(t['median_us']) if t else '-':>10} {t['gflops'] if t else 0:>5.2f} "
+          f"{100 * t['roofline_frac'] if t else 0:>5.1f} | "
+          f"{(d['median_us'] / r['median_us']) if d else 0:>7.2f}x {(t['median_us'] / r['median_us']) if t else 0:>8.1f}x | "
+          f"{r['roofline_gflops']:>9.1f} | {check}")
     p("")
     p("rnnc is its fastest ISA; x oneDNN, x PyTorch: their time / rnnc's (above 1: rnnc is faster). Times are medians")
     p("per call (step: one timestep; forward: one sequence of T steps; train: forward + backward of one")
@@ -361,16 +370,12 @@ def tables(rows, configs, isas, machine, peak, roof, quick):
         " ".join(f"{isa + ' GF/s':>12}" for isa in isas) + " | min..max us (best ISA)"
     p(head)
     p("-" * len(head))
-    for c in configs:
-        for mode in ("step", "forward", "train"):
-            r = best_rnnc(rows, c, mode)
-            if not r:
-                continue
-            by = {x["isa"]: x for x in rows
-                  if x["config"] == c and x["mode"] == mode and x["impl"] == "rnnc" and x["threads"] == 1}
-            p(f"{c:<15} {mode:<7} | " + " ".join(f"{fmt_us(by[i]['median_us']) if i in by else '-':>11}" for i in isas) +
-              " | " + " ".join(f"{by[i]['gflops'] if i in by else 0:>12.1f}" for i in isas) +
-              f" | {fmt_us(r['min_us'])}..{fmt_us(r['max_us'])}")
+    for c, mode, r in measured(rows, configs):
+        by = {x["isa"]: x for x in rows
+              if x["config"] == c and x["mode"] == mode and x["impl"] == "rnnc" and x["threads"] == 1}
+        p(f"{c:<15} {mode:<7} | " + " ".join(f"{fmt_us(by[i]['median_us']) if i in by else '-':>11}" for i in isas) +
+          " | " + " ".join(f"{by[i]['gflops'] if i in by else 0:>12.1f}" for i in isas) +
+          f" | {fmt_us(r['min_us'])}..{fmt_us(r['max_us'])}")
     p("")
     # threads
     if any(x["threads"] > 1 for x in rows):
@@ -379,16 +384,15 @@ def tables(rows, configs, isas, machine, peak, roof, quick):
                 f"{'oneDNN 1t us':>12} {f'oneDNN {n}t us':>12} | {f'x oneDNN {n}t':>12}")
         p(head)
         p("-" * len(head))
-        for c in configs:
-            for mode in ("step", "forward", "train"):
-                one, many = best_rnnc(rows, c, mode), best_rnnc(rows, c, mode, n)
-                if not one or not many:
-                    continue
-                d1, dn = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "onednn", n)
-                p(f"{c:<15} {mode:<7} | {fmt_us(one['median_us']):>10} {fmt_us(many['median_us']):>10} "
-                  f"{one['median_us'] / many['median_us']:>6.2f}x | {fmt_us(d1['median_us']) if d1 else '-':>12} "
-                  f"{fmt_us(dn['median_us']) if dn else '-':>12} | "
-                  f"{(dn['median_us'] / many['median_us']) if dn else 0:>11.2f}x")
+        for c, mode, many in measured(rows, configs, n):
+            one = best_rnnc(rows, c, mode)
+            if not one:
+                continue
+            d1, dn = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "onednn", n)
+            p(f"{c:<15} {mode:<7} | {fmt_us(one['median_us']):>10} {fmt_us(many['median_us']):>10} "
+              f"{one['median_us'] / many['median_us']:>6.2f}x | {fmt_us(d1['median_us']) if d1 else '-':>12} "
+              f"{fmt_us(dn['median_us']) if dn else '-':>12} | "
+              f"{(dn['median_us'] / many['median_us']) if dn else 0:>11.2f}x")
         p(f"rnnc {n}t: the best ISA on a team of {n} threads (bitwise the results of one thread); speedup: 1t / {n}t;")
         p(f"x oneDNN {n}t: oneDNN's time with {n} OpenMP threads / rnnc's with {n}. Pinned to the machine's first {n} cores.")
         p("")
@@ -443,7 +447,7 @@ def targets(rows, configs, peak):
     add("training at B=16 at least as fast as oneDNN and >= 65% of the FMA peak", ok, "; ".join(det))
     det, ok, worst = [], None, None
     for c in configs:
-        for mode in ("step", "forward", "train"):
+        for mode in MODES:
             x, r = ratio(c, mode, "pytorch")
             if x is None or r["B"] != 1:
                 continue
@@ -469,9 +473,9 @@ def targets(rows, configs, peak):
         "" if x is None else f"{x:.2f}x")
     # Slower: by more than the run-to-run noise of a median (a one-thread fallback runs the
     # same code as one thread, and measures within a few percent of it).
-    slower = [(c, mode, v) for c in configs for mode in ("step", "forward", "train")
+    slower = [(c, mode, v) for c in configs for mode in MODES
               for v in [speedup(c, mode)[0]] if v is not None and v < NOT_SLOWER]
-    any2 = any(speedup(c, m)[0] is not None for c in configs for m in ("step", "forward", "train"))
+    any2 = any(speedup(c, m)[0] is not None for c in configs for m in MODES)
     add(f"2 threads: no configuration slower than with 1 (below {NOT_SLOWER}x)", None if not any2 else not slower,
         ", ".join(f"{c} {m} {v:.2f}x" for c, m, v in slower))
     return res
@@ -499,16 +503,12 @@ def write_chart(out, rows, configs):
     data = os.path.join(out, "chart.dat")
     with open(data, "w") as f:
         f.write("# label rnnc oneDNN PyTorch roofline (GFLOP/s)\n")
-        for c in configs:
-            for mode in ("step", "forward", "train"):
-                r = best_rnnc(rows, c, mode)
-                if not r:
-                    continue
-                d, t = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "pytorch")
-                f.write(f"\"{c} {mode}\" {r['gflops']:.4g} {d['gflops'] if d else 0:.4g} "
-                        f"{t['gflops'] if t else 0:.4g} {r['roofline_gflops']:.4g}\n")
+        for c, mode, r in measured(rows, configs):
+            d, t = pick(rows, c, mode, "onednn"), pick(rows, c, mode, "pytorch")
+            f.write(f"\"{c} {mode}\" {r['gflops']:.4g} {d['gflops'] if d else 0:.4g} "
+                    f"{t['gflops'] if t else 0:.4g} {r['roofline_gflops']:.4g}\n")
     png = os.path.join(out, "results.png")
-    clusters = sum(1 for c in configs for mode in ("step", "forward", "train") if best_rnnc(rows, c, mode))
+    clusters = sum(1 for _ in measured(rows, configs))
     script = f"""
 set terminal pngcairo size {max(900, 200 + 60 * clusters)},600 font ",10"
 set output "{png}"
