@@ -371,6 +371,16 @@ static int parse_threads(const char *s, int *out) {
     return 0;
 }
 
+/* The team of --threads N (NULL for one thread). Prints what went wrong; returns 0 or an exit code. */
+static int open_team(int threads, nnrt_workers **team) {
+    *team = NULL;
+    if (threads > 1 && nnrt_workers_create(threads, team) != NNRT_OK) {
+        report("%s", nnrt_last_error());
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* A finite decimal number >= 0 (> 0 when positive): digits with an optional fraction and
  * exponent, as "0.01", "3e-4" or ".5"; no sign, blanks, hex, inf or nan. */
 static int parse_real(const char *flag, const char *s, int positive, double *out) {
@@ -1078,11 +1088,7 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
     progress p = {0};
     if ((status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], &s)) != 0)
         goto done;
-    if (c.threads > 1 && nnrt_workers_create(c.threads, &s.team) != NNRT_OK) {
-        report("%s", nnrt_last_error());
-        status = EXIT_USAGE;
-        goto done;
-    }
+    if ((status = open_team(c.threads, &s.team)) != 0) goto done;
     if (s.nchunks > 1 && m->output_last) {
         report("%s: T = %" PRId64 " steps is more than seq_len %d, and this model's output is at "
                "the last step only: truncated BPTT over a long stream needs output_at = \"all\"; "
@@ -1369,10 +1375,8 @@ static int bench_open(const nnrt_model *m, int threads, bench_ctx *c) {
     memset(c, 0, sizeof *c);
     c->m = m;
     c->threads = threads;
-    if (threads > 1 && nnrt_workers_create(threads, &c->team) != NNRT_OK) {
-        report("%s", nnrt_last_error());
-        return EXIT_USAGE;
-    }
+    int status = open_team(threads, &c->team);
+    if (status != 0) return status;
     size_t es = nnrt_dtype_size(m->dtype);
     size_t xcount = (size_t)m->seq_len * (size_t)m->batch * (size_t)m->input;
     size_t ycount = (size_t)m->seq_len * ycount_step(m);
