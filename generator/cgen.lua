@@ -1,5 +1,5 @@
--- cgen.lua — small C text builders shared by the emit modules: joining lines, banners, and the
--- unrolled inner loops every kernel is made of.
+-- cgen.lua — small C text builders shared by the emit modules: joining lines, banners, struct
+-- members, and the unrolled inner loops every kernel is made of.
 local M = {}
 
 function M.join(lines) return table.concat(lines, "\n") end
@@ -29,21 +29,9 @@ function M.unrolled(out, indent, K, unroll, body)
   for k = main, K - 1 do body(indent, tostring(k)) end
 end
 
--- sum_k w_a[k] * v[k] into each accumulator a, all accumulators per k (so the gates of a unit
--- advance together).  accs: list of { acc = "acc_i", w = "w_i" }.
-function M.dot(out, indent, accs, v, K, unroll, backend)
-  M.unrolled(out, indent, K, unroll, function(pad, k)
-    for _, a in ipairs(accs) do
-      table.insert(out, pad .. backend.fma(a.acc, a.w .. "[" .. k .. "]", v .. "[" .. k .. "]"))
-    end
-  end)
-end
-
--- y[k] += s * w[k] for k in [0, K): the transposed product, one weight row at a time.
-function M.axpy(out, indent, y, s, w, K, unroll, backend)
-  M.unrolled(out, indent, K, unroll, function(pad, k)
-    table.insert(out, pad .. backend.fma(y .. "[" .. k .. "]", s, w .. "[" .. k .. "]"))
-  end)
+-- One array member of a generated struct: "    real name[size]; /* comment */".
+function M.array_field(out, real, name, size, comment)
+  table.insert(out, string.format("    %s %s[%s]; /* %s */", real, name, size, comment))
 end
 
 return M

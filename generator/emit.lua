@@ -565,7 +565,7 @@ local function work_fields(ctx)
   local plan, spec = ctx.plan, ctx.spec
   local rows = string.format("%s * %s", cname.macro(spec, "SEQ_LEN"), cname.macro(spec, "BATCH"))
   local out = {}
-  local function field(name, size, comment) table.insert(out, string.format("    %s %s[%s]; /* %s */", ctx.real, name, size, comment)) end
+  local function field(name, size, comment) cgen.array_field(out, ctx.real, name, size, comment) end
   if ctx.par.sequence == "wave" then
     -- The layers run side by side: each has its own buffers.
     for _, L in ipairs(plan.layers) do

@@ -39,9 +39,7 @@ function M.tape_fields(ctx)
   local B = cname.macro(spec, "BATCH")
   local rows = string.format("%s * %s", cname.macro(spec, "SEQ_LEN"), B)
   local out = { "    int T; /* timesteps recorded by the last training forward */" }
-  local function field(name, size, comment)
-    table.insert(out, string.format("    %s %s[%s]; /* %s */", real, name, size, comment))
-  end
+  local function field(name, size, comment) cgen.array_field(out, real, name, size, comment) end
   for _, L in ipairs(plan.layers) do
     local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
     table.insert(out, string.format("    %s h_init%d[%s][%d]; /* layer %d: h the sequence started from */", real, l, B, H, l))
