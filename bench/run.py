@@ -28,6 +28,8 @@ import sys
 
 import numpy as np
 
+from safetensors_np import read_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ATOL = 1e-4  # times the largest |ref| of the output or tensor
 RTOL = 1e-4
@@ -36,19 +38,6 @@ IMPLS = ("rnnc", "onednn", "pytorch")
 
 
 # ---- Small helpers ------------------------------------------------------------------------------
-def read_safetensors(path):
-    import struct
-    with open(path, "rb") as f:
-        blob = f.read()
-    (size,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + size])
-    header.pop("__metadata__", None)
-    data = blob[8 + size:]
-    kinds = {"F32": np.float32, "F64": np.float64}
-    return {name: np.frombuffer(data[e["data_offsets"][0]:e["data_offsets"][1]], dtype=kinds[e["dtype"]])
-            .reshape(e["shape"]) for name, e in header.items()}
-
-
 class Runner:
     def __init__(self, pin, pin_all):
         self.pin = pin          # one core, the last: the single-thread measurements
