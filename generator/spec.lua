@@ -396,7 +396,7 @@ local function validate(model, lines, path)
   spec.loss = check:choice(fields.loss, M.LOSSES, line_of("loss"), "loss", "mse")
   spec.output_at = check:choice(fields.output_at, M.OUTPUT_AT, line_of("output_at"), "output_at", "all")
   spec.precision = check:choice(fields.precision, M.PRECISIONS, line_of("precision"), "precision", "f32")
-  spec.math = check:choice(fields.math, M.MATH, line_of("math"), "math", "accurate")
+  spec.math = check:choice(fields.math, M.MATH, line_of("math"), "math", "fast")
   spec.parallel = check:choice(fields.parallel, M.PARALLEL, line_of("parallel"), "parallel", "auto")
 
   spec.recurrent, spec.head = {}, {}

@@ -39,7 +39,7 @@
  *      keeps GCC from contracting) twice; sse4 has no FMA either. Each term of a dot product then
  *      differs by up to one rounding (u = 2^-24 = 6.0e-8 in f32, 2^-53 = 1.1e-16 in f64) of
  *      |w*x|, so a product over K terms differs by <= K*u*sum|w*x| (sqrt(K)*u*sum|w*x| typically).
- *  (b) SLEEF (exp, tanh: 1.0 ulp, or 3.5 ulp with math = "fast") against libm (glibc's expf,
+ *  (b) SLEEF (exp 1.0 ulp; tanh 3.5 ulp with math = "fast", the default, or 1.0 ulp) against libm (glibc's expf,
  *      tanhf, exp, tanh: < 1 ulp): a few ulp per activation.
  *  f32 needs the slack of (a) and (b) carried through a few layers and steps; f64 the same in
  *  units of 1.1e-16. As in the forward suites, the recurrence shrinks inherited errors (|W_hh|
