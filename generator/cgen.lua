@@ -29,9 +29,10 @@ function M.unrolled(out, indent, K, unroll, body)
   for k = main, K - 1 do body(indent, tostring(k)) end
 end
 
--- One array member of a generated struct: "    real name[size]; /* comment */".
+-- One array member of a generated work or tape struct, its length rounded up to whole cache
+-- lines (NNRT_ALIGNED_COUNT) so that the next member starts on a line of its own.
 function M.array_field(out, real, name, size, comment)
-  table.insert(out, string.format("    %s %s[%s]; /* %s */", real, name, size, comment))
+  table.insert(out, string.format("    %s %s[NNRT_ALIGNED_COUNT(%s, %s)]; /* %s */", real, name, real, size, comment))
 end
 
 return M

@@ -16,8 +16,8 @@ local join = cgen.join
 
 -- ---- Blocking of the backward products ---------------------------------------------------------
 
--- mb rows (or weight rows) x nk vectors of accumulators, within the registers.
-local function backward_blocking(regs, KB, rows_hint)
+-- The weight gradients: mb weight rows x nk vectors of accumulators, within the registers.
+local function weight_gradient_blocking(regs, KB, rows_hint)
   local best = { mb = 1, nk = 1, score = -1 }
   for mb = 1, math.min(rows_hint, 4) do
     for nk = 1, math.min(KB, 6) do
@@ -32,19 +32,52 @@ end
 
 local function k_shape(K, V) return (K + V - 1) // V, K % V end
 
+-- mb rows x nk vectors of accumulators for dst[row][k] = sum_r W[r][k] dg[row][r]: each step of
+-- the loop over r loads nk vectors of a weight row and broadcasts mb gradients into mb*nk
+-- multiply-adds. Chosen by the same kind of cost model as the forward's (kernels.forward_blocking):
+-- a step takes at least the FMA latency (4 cycles), the time to issue its FMAs and loads (2 per
+-- cycle each), and, when W is larger than half of L1, the time to bring its nk vectors from L2
+-- (2 cycles each: W is streamed again for every block of mb rows). Rows left over after the full
+-- blocks run one at a time, so a block that divides the rows wins. Measured on AVX-512 (LSTM
+-- 2x128, B = 16): 3 x 6 with one row left over ran the carry at 60% of the FMA peak; 8 x 3, 80%.
+local function transposed_blocking(regs, KB, rows_hint, w_bytes, l1)
+  local stream = w_bytes > l1 // 2
+  local function step_cycles(mb, nk)
+    return math.max(4, mb * nk / 2, (mb + nk) / 2, stream and 2 * nk or 0)
+  end
+  local best, best_cost = { 1, 1 }, math.huge
+  for mb = 1, math.min(rows_hint, 8) do
+    for nk = 1, math.min(KB, 6) do
+      if mb * nk + nk + 2 <= regs then -- accumulators, a weight row's vectors, a broadcast, addresses
+        local groups, cost, kb = (KB + nk - 1) // nk, 0, 0
+        for i = 1, groups do -- kernels.k_groups: near-equal groups of at most nk vectors
+          local n = (KB - kb) // (groups - i + 1)
+          cost = cost + (rows_hint // mb) * step_cycles(mb, n) + (rows_hint % mb) * step_cycles(1, n)
+          kb = kb + n
+        end
+        if cost < best_cost - 1e-9 or (cost < best_cost + 1e-9 and mb > best[1]) then best, best_cost = { mb, nk }, cost end
+      end
+    end
+  end
+  return best[1], best[2]
+end
+
 -- ---- The tape ------------------------------------------------------------------------------
 
 function M.tape_fields(ctx)
   local plan, spec, real = ctx.plan, ctx.spec, ctx.real
   local B = cname.macro(spec, "BATCH")
   local rows = string.format("%s * %s", cname.macro(spec, "SEQ_LEN"), B)
-  local out = { "    int T; /* timesteps recorded by the last training forward */" }
+  local out = {}
+  -- The small [B][H] starting states and T go last: every array before them then starts on a
+  -- cache line (an int T in front once put every vector load of the backward across two lines).
+  local tail = {}
   local function field(name, size, comment) cgen.array_field(out, real, name, size, comment) end
   for _, L in ipairs(plan.layers) do
     local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
-    table.insert(out, string.format("    %s h_init%d[%s][%d]; /* layer %d: h the sequence started from */", real, l, B, H, l))
+    table.insert(tail, string.format("    %s h_init%d[%s][%d]; /* layer %d: h the sequence started from */", real, l, B, H, l))
     if L.cell == "lstm" then
-      table.insert(out, string.format("    %s c_init%d[%s][%d]; /* layer %d: c the sequence started from */", real, l, B, H, l))
+      table.insert(tail, string.format("    %s c_init%d[%s][%d]; /* layer %d: c the sequence started from */", real, l, B, H, l))
     end
     field("gates" .. l, rows .. " * " .. GHp, string.format("[T*B][%d] %s", GHp,
       L.cell == "rnn" and "pre-activations" or L.cell == "lstm" and "gate activations i,f,g,o" or "r, z, n"))
@@ -81,6 +114,8 @@ function M.tape_fields(ctx)
   field("dact0", rows .. " * " .. plan.activation_width, "[T*B][width] gradients flowing down, used in turn with dact1")
   field("dact1", rows .. " * " .. plan.activation_width, "[T*B][width]")
   if #plan.heads > 0 then field("dpre", head_rows .. " * " .. widest_head, "[rows][Op] a head layer's pre-activation gradient") end
+  for _, line in ipairs(tail) do table.insert(out, line) end
+  table.insert(out, "    int T; /* timesteps recorded by the last training forward */")
   return join(out)
 end
 
@@ -91,9 +126,12 @@ function M.gradient_kernels(ctx)
 end
 
 -- The kernel's text, and its k groups (what threads share: ctx.groups[name]).
-local function transposed(ctx, name, G, H, Hp, K, accumulate, rows_hint, comment)
+-- w_rows: the rows of W streamed per step of the sweep (gru's two carry products, gates r, z and
+-- gate n, share one W_hh and must share their k groups, so they are blocked alike).
+local function transposed(ctx, name, G, H, Hp, K, accumulate, rows_hint, comment, w_rows)
   local KB, ktail = k_shape(K, ctx.V)
-  local mb, nk = backward_blocking(ctx.B.registers, KB, rows_hint)
+  local w_bytes = (w_rows or G * H) * K * ctx.real_bytes
+  local mb, nk = transposed_blocking(ctx.B.registers, KB, rows_hint, w_bytes, ctx.plan.machine.l1d or 32768)
   local k = { name = name, G = G, H = H, Hp = Hp, K = K, KB = KB, ktail = ktail, accumulate = accumulate, mb = mb, nk = nk,
     comment = comment }
   ctx.groups = ctx.groups or {}
@@ -103,7 +141,7 @@ end
 
 local function weight_gradient(ctx, name, G, H, Hp, K, comment)
   local KB, ktail = k_shape(K, ctx.V)
-  local mr, nk = backward_blocking(ctx.B.registers, KB, 4)
+  local mr, nk = weight_gradient_blocking(ctx.B.registers, KB, 4)
   -- Row chunks whose x fits in half of L1 (what the machine reports; 32 KiB if unknown).
   local l1 = ctx.plan.machine.l1d or 32768
   local chunk = math.max(8, (l1 // 2) // (K * ctx.real_bytes))
@@ -121,14 +159,15 @@ function M.layer_kernels(ctx, L, text)
   names.carry = name("carry")
   table.insert(text, transposed(ctx, names.carry, hh_rows, H, Hp, H, L.cell == "gru", B,
     string.format("carry[b][k] %s sum over rows r of W_hh[r][k] dgates[b][r]: dL/dh_{t-1}, the sequential part of layer %d's backward%s.",
-      L.cell == "gru" and "+=" or "=", l, L.cell == "gru" and " (gates r, z)" or "")))
+      L.cell == "gru" and "+=" or "=", l, L.cell == "gru" and " (gates r, z)" or ""), G * H))
   if L.cell == "gru" then
     names.carry_n = name("carry_n")
     table.insert(text, transposed(ctx, names.carry_n, 1, H, Hp, H, true, B,
-      string.format("carry[b][k] += sum over units j of W_hn[j][k] dhn[b][j] (layer %d, gate n).", l)))
+      string.format("carry[b][k] += sum over units j of W_hn[j][k] dhn[b][j] (layer %d, gate n).", l), G * H))
   end
   names.input_grad = name("input_gradient")
-  table.insert(text, transposed(ctx, names.input_grad, G, H, Hp, I, false, 4,
+  local all_rows = ctx.spec.seq_len * B
+  table.insert(text, transposed(ctx, names.input_grad, G, H, Hp, I, false, all_rows,
     string.format("dx[row][k] = sum over rows r of W_ih[r][k] dgates[row][r]: the gradient of layer %d's input, all rows at once.", l)))
   names.ih_grad = name("weight_ih_gradient")
   table.insert(text, weight_gradient(ctx, names.ih_grad, G, H, Hp, I,
@@ -154,7 +193,7 @@ end
 function M.head_kernels(ctx, D, text)
   local P, names = ctx.P, ctx.heads[D.index]
   local function name(what) return string.format("%s_head%d_%s", P, D.index, what) end
-  local rows_hint = ctx.spec.output_at == "last" and ctx.spec.batch or 4
+  local rows_hint = ctx.spec.batch * (ctx.spec.output_at == "last" and 1 or ctx.spec.seq_len)
   names.activation_backward = name("activation_backward")
   table.insert(text, kernels.activation_backward(ctx, names.activation_backward, D.activation, D.output, D.NB, D.tail, D.padded))
   names.weight_grad = name("weight_gradient")

@@ -53,6 +53,10 @@ int nnrt_fail(int code, const char *fmt, ...)
 
 /* ---- Aligned memory -------------------------------------------------------------------- */
 #define NNRT_ALIGN 64 /* bytes: one cache line, one AVX-512 vector */
+/* n elements of type, rounded up to whole NNRT_ALIGN blocks: the length of each array in a
+ * generated work or tape struct, so that every array starts on a cache line of its own when the
+ * struct does (nnrt_alloc). A vector load then never straddles two lines. */
+#define NNRT_ALIGNED_COUNT(type, n) ((((n) * sizeof(type) + NNRT_ALIGN - 1) / NNRT_ALIGN) * NNRT_ALIGN / sizeof(type))
 /* Zero-filled block aligned to NNRT_ALIGN; NULL when out of memory. nnrt_alloc(0) returns a
  * valid, freeable pointer. Release with nnrt_free (NULL is accepted). */
 void *nnrt_alloc(size_t bytes);

@@ -56,14 +56,15 @@ typedef struct ${name}_state {
 ${state_fields}
 } ${name}_state;
 
-/* Scratch of ${name}_forward. Caller-owned, contents irrelevant between calls; allocate it on the
- * heap (it is sized for ${NAME}_SEQ_LEN steps). */
+/* Scratch of ${name}_forward. Caller-owned, contents irrelevant between calls; allocate it with
+ * nnrt_alloc (it is sized for ${NAME}_SEQ_LEN steps; cache-line aligned, each array starts a line). */
 typedef struct ${name}_work {
 ${work_fields}
 } ${name}_work;
 
 /* Tape of ${name}_forward_train: what the backward pass needs, plus its scratch. Caller-owned,
- * large (sized for ${NAME}_SEQ_LEN steps): allocate it on the heap. Inference never touches it. */
+ * large (sized for ${NAME}_SEQ_LEN steps): allocate it with nnrt_alloc (cache-line aligned, as the
+ * arrays in it are). Inference never touches it. */
 typedef struct ${name}_tape {
 ${tape_fields}
 } ${name}_tape;
