@@ -43,7 +43,8 @@ local function weights_fields(ctx)
   for _, L in ipairs(ctx.plan.layers) do
     local n, G, NB, Hp = packed(L), L.gates, L.NB, L.padded
     field(n.ih, NB * L.input * G * V, string.format("[%d][%d][%d][%d] W_ih panels: blocks of %d units, every gate", NB, L.input, G, V, V))
-    field(n.hh, NB * L.hidden * G * V, string.format("[%d][%d][%d][%d] W_hh panels", NB, L.hidden, G, V))
+    field(n.hh, NB * L.hidden * G * V, string.format("W_hh panels in groups of %d blocks (the recurrent product's register block): [group][%d][blocks in the group][%d][%d]",
+      L.recurrent.jb, L.hidden, G, V))
     field(n.bias, G * Hp, string.format("[%d][%d] b_ih + b_hh%s", G, Hp, L.cell == "gru" and " (r, z; n: b_in)" or ""))
     if L.cell == "gru" then field(n.bias_hn, Hp, string.format("[%d] b_hn, inside r * (W_hn h + b_hn)", Hp)) end
   end
@@ -68,8 +69,13 @@ local function pack_body(ctx)
     add("        const size_t lane = (size_t)(j / %d) * %d, unit = (size_t)(j %% %d);", V, 0, V)
     add("        for (int k = 0; k < %d; ++k) w->%s[(((size_t)(j / %d) * %d + k) * %d + g) * %d + unit] = p->%s[g * %d + j][k];",
       I, n.ih, V, I, G, V, f(L.weight_ih), H)
-    add("        for (int k = 0; k < %d; ++k) w->%s[(((size_t)(j / %d) * %d + k) * %d + g) * %d + unit] = p->%s[g * %d + j][k];",
-      H, n.hh, V, H, G, V, f(L.weight_hh), H)
+    -- W_hh: the blocks of one register block of the recurrent product interleaved per k, so that
+    -- its loads are one contiguous stream from L2 (kernels.packed_product, group).
+    local S = L.recurrent.jb
+    add("        const size_t block = (size_t)(j / %d), first = block - block %% %d, width = first + %d <= %d ? %d : %d - first;",
+      V, S, S, L.NB, S, L.NB)
+    add("        for (int k = 0; k < %d; ++k) w->%s[((first * %d + (size_t)k * width + block - first) * %d + g) * %d + unit] = p->%s[g * %d + j][k];",
+      H, n.hh, H, G, V, f(L.weight_hh), H)
     if L.cell == "gru" then
       add("        w->%s[g * %d + j] = p->%s[g * %d + j] + (g < 2 ? p->%s[g * %d + j] : 0);", n.bias, Hp, f(L.bias_ih), H, f(L.bias_hh), H)
     else
@@ -97,6 +103,7 @@ local function product_kernel(ctx, name, k, args)
   return kernels.packed_product(ctx, {
     name = name, K = k.K, G = k.G, NB = args.NB, V = ctx.V, Hp = args.Hp, panel = args.panel, unroll = k.unroll,
     init = args.init, dest = args.dest or {}, rb = k.rb, jb = k.jb, comment = args.comment, gate_names = args.gate_names,
+    group = args.group,
   })
 end
 
@@ -132,7 +139,7 @@ local function layer_kernels(ctx, L)
   end
   names.recurrent = P .. "_l" .. L.index .. "_recurrent_product"
   add(names.recurrent, product_kernel(ctx, names.recurrent, L.recurrent, {
-    NB = L.NB, Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names,
+    NB = L.NB, Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names, group = L.recurrent.jb,
     comment = string.format("The sequential part of layer %d, for B rows: pre[row] = xp[row] + W_hh h_prev[row]%s, in place.",
       L.index, L.cell == "gru" and " (gate n: second[row] = W_hn h_prev + b_hn)" or ""),
   }))
@@ -150,7 +157,7 @@ local function layer_kernels(ctx, L)
         return name
       end
       names.recurrent_part[size] = part(string.format("%s_part%d", names.recurrent, size), L.recurrent, {
-        Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names,
+        Hp = L.padded, panel = "w->" .. n.hh, init = init, dest = dest, gate_names = L.gate_names, group = L.recurrent.jb,
         comment = string.format("A thread's %d unit blocks of layer %d's recurrent product, from block u0 on.", size, L.index) })
       if ctx.par.step == "split" then
         names.input_step_part[size] = part(string.format("%s_l%d_input_product_part%d", P, L.index, size), L.input_step, {

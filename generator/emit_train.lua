@@ -257,7 +257,7 @@ function M.backward_body(ctx)
     add("nnrt_share(%d, id, count, &j0, &j1);", D.output)
     add("%s(%s, tape->dpre, %d, %s, %d, &g->%s[0][0], j0, j1);", names.weight_grad, head_rows, D.padded, input, ld_in, f(D.weight))
     add("nnrt_share(%d, id, count, &nb0, &nb1);", D.NB)
-    add("%s(%s, tape->dpre, %d, g->%s, nb0, nb1);", names.bias_grad, head_rows, D.padded, f(D.bias))
+    add("%s(%s, tape->dpre, %d, g->%s, NULL, nb0, nb1);", names.bias_grad, head_rows, D.padded, f(D.bias))
     add("%s(r1 - r0, tape->dpre + (size_t)r0 * %d, %d, &p->%s[0][0], %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
       D.padded, D.padded, f(D.weight), dinput, ld_in, ld_in, groups(names.input_grad))
     sync("dpre is free again, every row of the input's gradient is in")
@@ -365,7 +365,9 @@ function M.backward_body(ctx)
     add("nnrt_share(%d, id, count, &j0, &j1);", H)
     add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
     add("%s(rows, %s, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, dg, GHp, input, ld_in, f(L.weight_ih))
-    add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_ih))
+    -- b_ih and b_hh enter the gates alike: one sum serves both (gru's b_hn apart).
+    add("%s(rows, %s, %d, g->%s, %s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_ih),
+      L.cell == "gru" and "NULL" or ("g->" .. f(L.bias_hh)))
     add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
     add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, B, GHp, GHp, l, Hp,
       f(L.weight_hh))
@@ -374,10 +376,8 @@ function M.backward_body(ctx)
       add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, B, Hp, Hp, l, Hp,
         f(L.weight_hh), 2 * H)
       add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, Hp, l, H, f(L.weight_hh), 2 * H)
-      add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad_rz, dg, GHp, f(L.bias_hh))
-      add("%s(rows, %s, %d, g->%s + %d, nb0, nb1);", names.bias_grad_n, dn, Hp, f(L.bias_hh), 2 * H)
-    else
-      add("%s(rows, %s, %d, g->%s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_hh))
+      add("%s(rows, %s, %d, g->%s, NULL, nb0, nb1);", names.bias_grad_rz, dg, GHp, f(L.bias_hh))
+      add("%s(rows, %s, %d, g->%s + %d, NULL, nb0, nb1);", names.bias_grad_n, dn, Hp, f(L.bias_hh), 2 * H)
     end
   end
 

@@ -100,7 +100,11 @@ end
 --                     or { kind = "buffer" } (init[row][g*Hp + j], may alias out), or nil (zero),
 --        dest = per gate nil (out) or "second" (a second output buffer, for gru's W_hn h),
 --        rb, jb (register blocking), gate_names (for the accumulators' names), comment,
---        unit0 = true: the kernel covers NB blocks from a run-time block u0 on (a core's share) }
+--        unit0 = true: the kernel covers NB blocks from a run-time block u0 on (a core's share),
+--        group = S > 1: the panels of each S blocks (fewer in the last group) are interleaved per k,
+--                panel[group][k][block in group][G][V], and S = jb (unit0: a group is the whole
+--                kernel): the register block's loads are one contiguous stream instead of jb
+--                streams (measured on AVX-512, GRU 2x128 W_hh from L2: 89 -> 95 GFLOP/s) }
 function M.packed_product(ctx, k)
   local B, p, P = ctx.B, ctx.p, ctx.P
   local real, vec = ctx.real, ctx.vec
@@ -110,6 +114,7 @@ function M.packed_product(ctx, k)
     uses_buffer = uses_buffer or (k.init[g] and k.init[g].kind == "buffer")
     uses_second = uses_second or k.dest[g] == "second"
   end
+  assert((k.group or 1) == 1 or k.group == k.jb or (k.unit0 and k.jb == k.NB), "grouped panels need the group's register block")
   local out = { "/* " .. k.comment .. " */" }
   local params = { "int rows", string.format("const %s *restrict x", real), "int ldx", string.format("const %s *restrict w", ctx.weights_type) }
   if uses_buffer then table.insert(params, string.format("const %s *init", real)) end
@@ -149,8 +154,13 @@ function M.packed_product(ctx, k)
         for g = 1, G do
           local unit = jj == 0 and jb0 or (jb0 .. " + " .. jj)
           local wname = string.format("w%d_%s", jj, k.gate_names[g])
-          table.insert(out, string.format("%sconst %s %s = %s;", pad, vec, wname,
-            B.load(p, string.format("panel + ((size_t)(%s) * %d + %s) * %d", unit, K, kk, G * V) .. (g > 1 and (" + " .. (g - 1) * V) or ""))))
+          local addr
+          if (k.group or 1) > 1 then -- the group starts at block jb0 and has jb_count blocks
+            addr = string.format("panel + ((size_t)(%s) * %d + (size_t)(%s) * %d + %d) * %d", jb0, K, kk, jb_count, jj, G * V)
+          else
+            addr = string.format("panel + ((size_t)(%s) * %d + %s) * %d", unit, K, kk, G * V)
+          end
+          table.insert(out, string.format("%sconst %s %s = %s;", pad, vec, wname, B.load(p, addr .. (g > 1 and (" + " .. (g - 1) * V) or ""))))
           for r = 0, rb - 1 do
             local acc = string.format("acc_r%d_b%d_%s", r, jj, k.gate_names[g])
             table.insert(out, string.format("%s%s = %s;", pad, acc, B.fma(p, wname, "x" .. r, acc)))
@@ -489,25 +499,33 @@ function M.bias_gradient(ctx, name, G, NB, tail, H, Hp)
   local B, p, vec, real = ctx.B, ctx.p, ctx.vec, ctx.real
   local V = ctx.V
   local out = {
-    string.format("/* db[g*%d + j] += sum over rows of dg[row][g*%d + j]: a bias gradient, all rows at once (blocks nb0..nb1 of units). */", H, Hp),
-    string.format("static void %s(int rows, const %s *restrict dg, int ldg, %s *restrict db, int nb0, int nb1)", name, real, real),
+    string.format("/* db[g*%d + j] += sum over rows of dg[row][g*%d + j], and db2 (when not NULL: PyTorch's second bias of", H, Hp),
+    " * the same gates) too: a bias gradient, all rows at once (blocks nb0..nb1 of units), in four",
+    " * partial sums so that the additions overlap. */",
+    string.format("static void %s(int rows, const %s *restrict dg, int ldg, %s *restrict db, %s *restrict db2, int nb0, int nb1)",
+      name, real, real, real),
     "{",
     string.format("    for (int g = 0; g < %d; ++g) {", G),
   }
   over_blocks(out, "        ", NB, tail, function(pad, jb, last)
-    table.insert(out, string.format("%s%s acc = %s;", pad, vec, B.zero(p)))
-    table.insert(out, string.format("%sfor (int n = 0; n < rows; ++n) acc = %s;", pad,
-      B.add(p, "acc", B.load(p, offset(string.format("dg + (size_t)n * ldg + g * %d", Hp), jb, V)))))
+    local function row(n) return B.load(p, offset(string.format("dg + (size_t)(%s) * ldg + g * %d", n, Hp), jb, V)) end
+    for a = 0, 3 do table.insert(out, string.format("%s%s acc%d = %s;", pad, vec, a, B.zero(p))) end
+    table.insert(out, string.format("%sint n = 0;", pad))
+    table.insert(out, string.format("%sfor (; n + 4 <= rows; n += 4) {", pad))
+    for a = 0, 3 do table.insert(out, string.format("%s    acc%d = %s;", pad, a, B.add(p, "acc" .. a, row("n + " .. a)))) end
+    table.insert(out, pad .. "}")
+    table.insert(out, string.format("%sfor (; n < rows; ++n) acc0 = %s;", pad, B.add(p, "acc0", row("n"))))
+    table.insert(out, string.format("%sconst %s acc = %s;", pad, vec, B.add(p, B.add(p, "acc0", "acc1"), B.add(p, "acc2", "acc3"))))
     local addr = offset(string.format("db + g * %d", H), jb, V)
     table.insert(out, pad .. vstore(ctx, addr, B.add(p, vload(ctx, addr, last, tail), "acc"), last, tail))
+    local addr2 = offset(string.format("db2 + g * %d", H), jb, V)
+    table.insert(out, pad .. "if (db2) " .. vstore(ctx, addr2, B.add(p, vload(ctx, addr2, last, tail), "acc"), last, tail))
   end)
   table.insert(out, "    }")
   table.insert(out, "}")
   return join(out)
 end
 
--- dpre[n][o] = dout[n][o] * act'(y[n][o]) over n rows (dout unpadded with stride ldd or padded;
--- y and dpre padded [n][Op]): the first step of a head layer's backward.
 function M.activation_backward(ctx, name, act, O, NB, tail, Op)
   local B, p, vec, real = ctx.B, ctx.p, ctx.vec, ctx.real
   local V = ctx.V
