@@ -16,50 +16,59 @@ local join = cgen.join
 
 -- ---- Blocking of the backward products ---------------------------------------------------------
 
--- The weight gradients: mb weight rows x nk vectors of accumulators, within the registers.
-local function weight_gradient_blocking(regs, KB, rows_hint)
-  local best = { mb = 1, nk = 1, score = -1 }
-  for mb = 1, math.min(rows_hint, 4) do
-    for nk = 1, math.min(KB, 6) do
-      if mb * nk + mb + nk <= regs - 2 then
-        local score = math.min(mb * nk, 16) * 10 + nk
-        if score > best.score then best = { mb = mb, nk = nk, score = score } end
-      end
-    end
-  end
-  return best.mb, best.nk
-end
-
-local function k_shape(K, V) return (K + V - 1) // V, K % V end
-
--- mb rows x nk vectors of accumulators for dst[row][k] = sum_r W[r][k] dg[row][r]: each step of
--- the loop over r loads nk vectors of a weight row and broadcasts mb gradients into mb*nk
--- multiply-adds. Chosen by the same kind of cost model as the forward's (kernels.forward_blocking):
--- a step takes at least the FMA latency (4 cycles), the time to issue its FMAs and loads (2 per
--- cycle each), and, when W is larger than half of L1, the time to bring its nk vectors from L2
--- (2 cycles each: W is streamed again for every block of mb rows). Rows left over after the full
--- blocks run one at a time, so a block that divides the rows wins. Measured on AVX-512 (LSTM
--- 2x128, B = 16): 3 x 6 with one row left over ran the carry at 60% of the FMA peak; 8 x 3, 80%.
-local function transposed_blocking(regs, KB, rows_hint, w_bytes, l1)
-  local stream = w_bytes > l1 // 2
-  local function step_cycles(mb, nk)
-    return math.max(4, mb * nk / 2, (mb + nk) / 2, stream and 2 * nk or 0)
-  end
+-- Both backward products are blocked m rows x n vectors of k: each step of the kernel's inner
+-- loop loads n vectors and broadcasts m scalars into m*n multiply-adds. step_cycles(m, n) is a
+-- cost model of one step; the cost of a shape sums it over the blocks: near-equal k groups of at
+-- most n vectors (kernels.k_groups), full blocks of m rows, and the rows left over run one at a
+-- time. The cheapest shape within the registers wins (ties: more rows).
+local function best_blocking(regs, KB, rows, max_m, max_n, step_cycles)
   local best, best_cost = { 1, 1 }, math.huge
-  for mb = 1, math.min(rows_hint, 8) do
-    for nk = 1, math.min(KB, 6) do
-      if mb * nk + nk + 2 <= regs then -- accumulators, a weight row's vectors, a broadcast, addresses
-        local groups, cost, kb = (KB + nk - 1) // nk, 0, 0
-        for i = 1, groups do -- kernels.k_groups: near-equal groups of at most nk vectors
-          local n = (KB - kb) // (groups - i + 1)
-          cost = cost + (rows_hint // mb) * step_cycles(mb, n) + (rows_hint % mb) * step_cycles(1, n)
-          kb = kb + n
+  for m = 1, math.min(rows, max_m) do
+    for n = 1, math.min(KB, max_n) do
+      if m * n + n + 2 <= regs then -- accumulators, the loaded vectors, a broadcast, addresses
+        local groups, cost, kb = (KB + n - 1) // n, 0, 0
+        for i = 1, groups do
+          local width = (KB - kb) // (groups - i + 1)
+          cost = cost + (rows // m) * step_cycles(m, width) + (rows % m) * step_cycles(1, width)
+          kb = kb + width
         end
-        if cost < best_cost - 1e-9 or (cost < best_cost + 1e-9 and mb > best[1]) then best, best_cost = { mb, nk }, cost end
+        if cost < best_cost - 1e-9 or (cost < best_cost + 1e-9 and m > best[1]) then best, best_cost = { m, n }, cost end
       end
     end
   end
   return best[1], best[2]
+end
+
+-- The weight gradients, dW[r][k] += sum_n dg[n][r] x[n][k]: mr weight rows (of H per gate) x nk
+-- vectors of x. A step takes the FMA latency (4 cycles), the issue of its FMAs and loads (2 per
+-- cycle each), plus a cycle of loop overhead. At most 4 vectors: measured on AVX-512 (dW_hh, LSTM
+-- 2x128 and 2x256 at B = 16), 3 x 6 ran at 200 GFLOP/s, 4 x 4 to 8 x 3 at 255-270.
+local function weight_gradient_blocking(regs, KB, H)
+  return best_blocking(regs, KB, H, 8, 4, function(mr, nk) return math.max(4, mr * nk / 2, (mr + nk) / 2) + 1 end)
+end
+
+-- dst[row][k] = sum_r W[r][k] dg[row][r] (the carry, the input gradient): mb rows x nk vectors of
+-- a weight row. As the forward's model (kernels.forward_blocking), plus, when W is larger than
+-- half of L1, the time to bring its nk vectors from L2 (2 cycles each: W is streamed again for
+-- every block of mb rows). Measured on AVX-512 (LSTM 2x128, B = 16): 3 x 6 with one row left
+-- over ran the carry at 60% of the FMA peak; 8 x 2, 80%.
+local function transposed_blocking(regs, KB, rows_hint, w_bytes, l1)
+  local stream = w_bytes > l1 // 2
+  return best_blocking(regs, KB, rows_hint, 8, 6, function(mb, nk)
+    return math.max(4, mb * nk / 2, (mb + nk) / 2, stream and 2 * nk or 0)
+  end)
+end
+
+local function k_shape(K, V) return (K + V - 1) // V, K % V end
+
+-- The row stride of a layer's gate gradients (dgates), in reals: G*Hp, plus one cache line when
+-- G*Hp is an even number of lines. The weight gradients broadcast dgates[row][r] for a block of
+-- rows; with a stride of 2 or 4 KiB those rows all fall into one or two sets of L1 and evict each
+-- other (measured, LSTM 2x256 B = 16, dW_hh: 186 GFLOP/s at 4096 bytes, 199 at 4160).
+local function dgates_stride(ctx, L)
+  local GHp, line = L.gates * L.padded, 64 // ctx.real_bytes
+  if (GHp * ctx.real_bytes) % 128 == 0 then return GHp + line end
+  return GHp
 end
 
 -- ---- The tape ------------------------------------------------------------------------------
@@ -99,14 +108,17 @@ function M.tape_fields(ctx)
     -- The reverse wavefront sweeps the layers side by side: each has its own.
     for k, L in ipairs(plan.layers) do
       local l, Hp, GHp = L.index, L.padded, L.gates * L.padded
-      field("dgates" .. l, rows .. " * " .. GHp, string.format("[T*B][%d] layer %d: gradients of the gate pre-activations", GHp, l))
+      local ldg = dgates_stride(ctx, L)
+      field("dgates" .. l, rows .. " * " .. ldg, string.format("[T*B][%d] layer %d: gradients of the gate pre-activations (%d used)", ldg, l, GHp))
       if L.cell == "gru" then field("dhn" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] layer %d: gradient of W_hn h + b_hn", Hp, l)) end
       field("carry" .. l, B .. " * " .. Hp, string.format("[B][%d] layer %d: dL/dh_{t-1} carried back through time", Hp, l))
       if L.cell == "lstm" then field("carry_c" .. l, B .. " * " .. Hp, string.format("[B][%d] layer %d: dL/dc_{t-1}", Hp, l)) end
       if k < #plan.layers then field("dh" .. l, rows .. " * " .. Hp, string.format("[T*B][%d] the gradient reaching layer %d's output", Hp, l)) end
     end
   else
-    field("dgates", rows .. " * " .. plan.projection_width, "[T*B][G*Hp] gradients of the gate pre-activations")
+    local widest = 0
+    for _, L in ipairs(plan.layers) do widest = math.max(widest, dgates_stride(ctx, L)) end
+    field("dgates", rows .. " * " .. widest, "[T*B][stride] gradients of the gate pre-activations, G*Hp used per row")
     if ctx.has_gru then field("dhn", rows .. " * " .. plan.hidden_width, "[T*B][Hp] gru: gradient of W_hn h + b_hn") end
     field("carry", B .. " * " .. plan.hidden_width, "[B][Hp] dL/dh_{t-1} carried back through time")
     field("carry_c", B .. " * " .. plan.hidden_width, "[B][Hp] lstm: dL/dc_{t-1}")
@@ -141,7 +153,7 @@ end
 
 local function weight_gradient(ctx, name, G, H, Hp, K, comment)
   local KB, ktail = k_shape(K, ctx.V)
-  local mr, nk = weight_gradient_blocking(ctx.B.registers, KB, 4)
+  local mr, nk = weight_gradient_blocking(ctx.B.registers, KB, H)
   -- Row chunks whose x fits in half of L1 (what the machine reports; 32 KiB if unknown).
   local l1 = ctx.plan.machine.l1d or 32768
   local chunk = math.max(8, (l1 // 2) // (K * ctx.real_bytes))
@@ -322,13 +334,14 @@ function M.backward_body(ctx)
       table.insert(args, "h_prev")
       table.insert(args, string.format("%s + row * %d", dhn(L), Hp))
     end
-    table.insert(args, string.format("%s + row * %d", dgates(L), GHp))
+    table.insert(args, string.format("%s + row * %d", dgates(L), dgates_stride(ctx, L)))
     table.insert(args, "u0")
     table.insert(args, "u1")
     a("        %s(%s);", names.cell_backward, table.concat(args, ", "))
     a("    }")
     if after_cell then a("    %s", after_cell) end
-    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, GHp, GHp,
+    local ldd = dgates_stride(ctx, L)
+    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, ldd, ldd,
       f(L.weight_hh), carry(L), Hp)
     if L.cell == "gru" then
       assert(#ctx.groups[names.carry_n] == #ctx.groups[names.carry], "the two carry products share their k groups")
@@ -349,7 +362,7 @@ function M.backward_body(ctx)
   local function input_gradient(indent, k, row0, row1)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
-    local GHp = L.gates * L.padded
+    local GHp = dgates_stride(ctx, L)
     local dst, ldd = "dx", spec.input
     if k > 1 then dst, ldd = incoming[k - 1][1], incoming[k - 1][2] end
     add("%s%s%s(%s - %s, %s + (size_t)%s * %d, %d, &p->%s[0][0], %s + (size_t)%s * %d, %d, 0, %d);", indent, k == 1 and "if (dx) " or "",
@@ -358,7 +371,7 @@ function M.backward_body(ctx)
   local function weight_gradients(k)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
-    local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
+    local l, H, Hp, GHp = L.index, L.hidden, L.padded, dgates_stride(ctx, L) -- GHp: the stride of dg
     local input, ld_in = input_of(k)
     local dg, dn = dgates(L), dhn(L)
     add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
