@@ -313,6 +313,7 @@ function M.backward_body(ctx)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
     local l, H, Hp, GHp = L.index, L.hidden, L.padded, L.gates * L.padded
+    local dg_stride = dgates_stride(ctx, L)
     local gin, ldg = incoming[k][1], incoming[k][2]
     local function a(fmt, ...) add("%s" .. fmt, indent, ...) end
     a("for (int t = %s - 1; t >= %s; --t) {", t1, t0)
@@ -334,14 +335,13 @@ function M.backward_body(ctx)
       table.insert(args, "h_prev")
       table.insert(args, string.format("%s + row * %d", dhn(L), Hp))
     end
-    table.insert(args, string.format("%s + row * %d", dgates(L), dgates_stride(ctx, L)))
+    table.insert(args, string.format("%s + row * %d", dgates(L), dg_stride))
     table.insert(args, "u0")
     table.insert(args, "u1")
     a("        %s(%s);", names.cell_backward, table.concat(args, ", "))
     a("    }")
     if after_cell then a("    %s", after_cell) end
-    local ldd = dgates_stride(ctx, L)
-    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, ldd, ldd,
+    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, dg_stride, dg_stride,
       f(L.weight_hh), carry(L), Hp)
     if L.cell == "gru" then
       assert(#ctx.groups[names.carry_n] == #ctx.groups[names.carry], "the two carry products share their k groups")
@@ -362,34 +362,34 @@ function M.backward_body(ctx)
   local function input_gradient(indent, k, row0, row1)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
-    local GHp = dgates_stride(ctx, L)
+    local ldg = dgates_stride(ctx, L)
     local dst, ldd = "dx", spec.input
     if k > 1 then dst, ldd = incoming[k - 1][1], incoming[k - 1][2] end
     add("%s%s%s(%s - %s, %s + (size_t)%s * %d, %d, &p->%s[0][0], %s + (size_t)%s * %d, %d, 0, %d);", indent, k == 1 and "if (dx) " or "",
-      names.input_grad, row1, row0, dgates(L), row0, GHp, GHp, f(L.weight_ih), dst, row0, ldd, ldd, groups(names.input_grad))
+      names.input_grad, row1, row0, dgates(L), row0, ldg, ldg, f(L.weight_ih), dst, row0, ldd, ldd, groups(names.input_grad))
   end
   local function weight_gradients(k)
     local L = plan.layers[k]
     local names = ctx.kernels[L.index]
-    local l, H, Hp, GHp = L.index, L.hidden, L.padded, dgates_stride(ctx, L) -- GHp: the stride of dg
+    local l, H, Hp, ldg = L.index, L.hidden, L.padded, dgates_stride(ctx, L)
     local input, ld_in = input_of(k)
     local dg, dn = dgates(L), dhn(L)
     add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
     add("nnrt_share(%d, id, count, &j0, &j1);", H)
     add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
-    add("%s(rows, %s, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, dg, GHp, input, ld_in, f(L.weight_ih))
+    add("%s(rows, %s, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, dg, ldg, input, ld_in, f(L.weight_ih))
     -- b_ih and b_hh enter the gates alike: one sum serves both (gru's b_hn apart).
-    add("%s(rows, %s, %d, g->%s, %s, nb0, nb1);", names.bias_grad, dg, GHp, f(L.bias_ih),
+    add("%s(rows, %s, %d, g->%s, %s, nb0, nb1);", names.bias_grad, dg, ldg, f(L.bias_ih),
       L.cell == "gru" and "NULL" or ("g->" .. f(L.bias_hh)))
     add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
-    add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, B, GHp, GHp, l, Hp,
+    add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, B, ldg, ldg, l, Hp,
       f(L.weight_hh))
-    add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, GHp, l, H, f(L.weight_hh))
+    add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, ldg, l, H, f(L.weight_hh))
     if L.cell == "gru" then
       add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, B, Hp, Hp, l, Hp,
         f(L.weight_hh), 2 * H)
       add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, Hp, l, H, f(L.weight_hh), 2 * H)
-      add("%s(rows, %s, %d, g->%s, NULL, nb0, nb1);", names.bias_grad_rz, dg, GHp, f(L.bias_hh))
+      add("%s(rows, %s, %d, g->%s, NULL, nb0, nb1);", names.bias_grad_rz, dg, ldg, f(L.bias_hh))
       add("%s(rows, %s, %d, g->%s + %d, NULL, nb0, nb1);", names.bias_grad_n, dn, Hp, f(L.bias_hh), 2 * H)
     end
   end

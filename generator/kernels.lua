@@ -526,6 +526,8 @@ function M.bias_gradient(ctx, name, G, NB, tail, H, Hp)
   return join(out)
 end
 
+-- dpre[n][o] = dout[n][o] * act'(y[n][o]) over n rows (dout unpadded with stride ldd or padded;
+-- y and dpre padded [n][Op]): the first step of a head layer's backward.
 function M.activation_backward(ctx, name, act, O, NB, tail, Op)
   local B, p, vec, real = ctx.B, ctx.p, ctx.vec, ctx.real
   local V = ctx.V
