@@ -62,7 +62,7 @@ $(BUILD)/rnnc: generator/rnnc.c generator/embedded.h $(BUILD)/embedded.c
 	$(Q)$(CC) $(CFLAGS_ALL) -DRNNC_VERSION='"$(VERSION)"' $(LUA_CFLAGS) -Igenerator \
 		generator/rnnc.c $(BUILD)/embedded.c $(LUA_LIBS) -o $@
 
-$(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h runtime/nnrt_internal.h
+$(BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(BUILD)/runtime
 	$(call say,CC,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(JANSSON_CFLAGS) -Iruntime -c $< -o $@

@@ -9,6 +9,8 @@ Suite *safetensors_suite(void);
 Suite *npy_suite(void);
 Suite *model_io_suite(void);
 Suite *driver_suite(void);
+Suite *driver_train_suite(void);
+Suite *driver_bench_suite(void);
 Suite *forward_suite(void);
 Suite *torch_suite(void);
 Suite *gradcheck_suite(void);
@@ -27,6 +29,8 @@ int main(void)
     srunner_add_suite(runner, npy_suite());
     srunner_add_suite(runner, model_io_suite());
     srunner_add_suite(runner, driver_suite());
+    srunner_add_suite(runner, driver_train_suite());
+    srunner_add_suite(runner, driver_bench_suite());
     srunner_add_suite(runner, forward_suite());
     srunner_add_suite(runner, torch_suite());
     srunner_add_suite(runner, gradcheck_suite());
