@@ -9,7 +9,9 @@
  *    the matching *_free function named at the allocating call.
  *  - Every file the runtime writes is written atomically: to a temporary file in the same
  *    directory, flushed, synced, then renamed over the target. A failed write leaves the
- *    previous file untouched and no temporary behind.
+ *    previous file untouched and no temporary behind; so does a process killed mid-write
+ *    (see nnrt_atomic_open). A target that exists must be a regular file (or a symbolic link
+ *    to one, which is written through and stays a link): a device, FIFO or socket is refused.
  */
 #ifndef NNRT_H
 #define NNRT_H
@@ -88,9 +90,13 @@ typedef struct nnrt_atomic_file {
     char *path;     /* the target */
     char *tmp_path; /* the temporary beside it */
     int failed;     /* a write failed: commit will refuse */
+    int unnamed;    /* the temporary is an O_TMPFILE with no name until commit */
 } nnrt_atomic_file;
-/* Opens a temporary file "<path>.tmp.XXXXXX" beside path (same directory, so rename is atomic),
- * created with mode 0666 less the umask like any ordinary file. A directory at path is an error. */
+/* Opens a temporary file beside path (same directory, so rename is atomic), created with mode
+ * 0666 less the umask like any ordinary file. Where the filesystem supports it the temporary has
+ * no name until commit (O_TMPFILE), so a killed process leaves nothing; elsewhere it is
+ * "<path>.tmp.<pid>.XXXXXX", and the next nnrt_atomic_open of path removes those of processes
+ * that no longer exist. A directory, device, FIFO or socket at path is an error. */
 int nnrt_atomic_open(nnrt_atomic_file *f, const char *path);
 int nnrt_atomic_write(nnrt_atomic_file *f, const void *data, size_t bytes);
 /* Flushes, fsyncs and renames over path; on any failure removes the temporary. Always releases f. */

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "nnrt: .npy data is read as little endian; big-endian hosts are not supported"
@@ -20,6 +21,7 @@
 #define NNRT__NPY_MAGIC_LEN 6
 #define NNRT__NPY_MAX_HEADER 65536 /* ours are ~100 bytes; numpy itself refuses > 10000 by default */
 #define NNRT__NPY_ALIGN 64         /* numpy aligns the data to 64 bytes since 1.14 */
+#define NNRT__NPY_SPARSE_MIN (64u << 20) /* data this large must be stored, not sparse */
 #define NNRT__NPY_EXPECTED "expected little-endian float32, float64, int32 or int64"
 
 typedef unsigned long long ull;
@@ -282,6 +284,7 @@ typedef struct nnrt__npy_file {
     const char *path;
     FILE *fp;
     uint64_t file_size;
+    uint64_t stored; /* bytes on disk: less than file_size when the file is sparse */
     uint64_t data_start;
 } nnrt__npy_file;
 
@@ -295,7 +298,8 @@ static int nnrt__npy_prelude(nnrt__npy_file *nf, uint32_t *header_len) {
     if (code != NNRT_OK)
         return code;
     if (memcmp(prelude, NNRT__NPY_MAGIC, NNRT__NPY_MAGIC_LEN) != 0)
-        return nnrt_fail(NNRT_ERR_FORMAT, "%s: not a .npy file (it does not start with \\x93NUMPY)", nf->path);
+        return nnrt_fail(NNRT_ERR_FORMAT, "%s: not a .npy file (it does not start with \\x93NUMPY)%s", nf->path,
+                         nnrt__looks_like(prelude, NNRT__NPY_MAGIC_LEN + 4, nf->file_size));
     int major = prelude[6], minor = prelude[7];
     if ((major != 1 && major != 2 && major != 3) || minor != 0)
         return nnrt_fail(NNRT_ERR_FORMAT, "%s: .npy format version %d.%d is not supported; expected 1.0, 2.0 or 3.0",
@@ -350,6 +354,18 @@ static int nnrt__npy_check_data_size(const nnrt__npy_file *nf, const nnrt_array 
     if (found > *bytes)
         return nnrt_fail(NNRT_ERR_FORMAT, "%s: %llu bytes of trailing data: shape %s of %s needs %zu bytes, found %llu",
                          nf->path, (ull)(found - *bytes), shape, nnrt_dtype_name(a->dtype), *bytes, (ull)found);
+    /* The size is the file's own, but a sparse file has one without storing it: reading holes
+     * would fill memory with zeros the file never held. Compressing filesystems store less
+     * than the size too, so only a file that stores under 1/8 of a large claim is refused. */
+    if (*bytes >= NNRT__NPY_SPARSE_MIN && nf->stored < *bytes / 8)
+        return nnrt_fail(NNRT_ERR_FORMAT, "%s: shape %s of %s claims %zu bytes (%.1f GB) of data, but the file stores "
+                         "only %llu bytes on disk (a sparse file); refused before allocating", nf->path, shape,
+                         nnrt_dtype_name(a->dtype), *bytes, (double)*bytes / 1e9, (ull)nf->stored);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && (uint64_t)*bytes / (uint64_t)page > (uint64_t)pages)
+        return nnrt_fail(NNRT_ERR_FORMAT, "%s: shape %s of %s needs %zu bytes (%.1f GB), more than this machine's "
+                         "memory (%.1f GB)", nf->path, shape, nnrt_dtype_name(a->dtype), *bytes, (double)*bytes / 1e9,
+                         (double)pages * (double)page / 1e9);
     return NNRT_OK;
 }
 
@@ -360,7 +376,7 @@ int nnrt_npy_read(const char *path, nnrt_array *out) {
     nnrt__npy_file nf = {.path = path};
     nnrt_array a = {0};
     size_t bytes = 0;
-    int code = nnrt__open_regular(path, &nf.fp, &nf.file_size);
+    int code = nnrt__open_regular(path, &nf.fp, &nf.file_size, &nf.stored);
     if (code == NNRT_OK)
         code = nnrt__npy_read_header(&nf, &a);
     if (code == NNRT_OK)

@@ -219,19 +219,31 @@ static int nnrt__st_read_header(nnrt__st_file *sf) {
         return nnrt_fail(NNRT_ERR_FORMAT,
                          "%s: file is %llu bytes, too short for a safetensors header (8-byte length, then JSON)",
                          sf->path, (ull)sf->file_size);
-    unsigned char prefix[8];
-    int code = nnrt__read_exact(sf->fp, prefix, sizeof prefix, sf->path, "the header length");
+    /* The first bytes, to tell a file that is something else (an .npy, text) from a damaged
+     * one: its first 8 bytes read as a header length give nonsense, and no '{' follows. */
+    unsigned char head[16];
+    size_t got = sf->file_size < sizeof head ? (size_t)sf->file_size : sizeof head;
+    int code = nnrt__read_exact(sf->fp, head, got, sf->path, "the header length");
     if (code != NNRT_OK)
         return code;
     sf->header_len = 0;
     for (int i = 7; i >= 0; i--)
-        sf->header_len = (sf->header_len << 8) | prefix[i];
+        sf->header_len = (sf->header_len << 8) | head[i];
+    int plausible = sf->header_len <= sf->file_size - 8 && sf->header_len <= NNRT__ST_MAX_HEADER;
+    if (!plausible && !(got > 8 && head[8] == '{')) {
+        const char *what = nnrt__looks_like(head, got, sf->file_size);
+        return nnrt_fail(NNRT_ERR_FORMAT,
+                         "%s: not a safetensors file%s (one starts with an 8-byte header length, then the "
+                         "JSON header's '{')", sf->path, what[0] ? what : ": no '{' after the first 8 bytes");
+    }
     if (sf->header_len > NNRT__ST_MAX_HEADER)
         return nnrt_fail(NNRT_ERR_FORMAT, "%s: header length %llu exceeds the 100 MB limit", sf->path,
                          (ull)sf->header_len);
     if (sf->header_len > sf->file_size - 8)
         return nnrt_fail(NNRT_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%llu bytes)",
                          sf->path, (ull)sf->header_len, (ull)sf->file_size);
+    if (fseeko(sf->fp, 8, SEEK_SET) != 0)
+        return nnrt_fail(NNRT_ERR_IO, "%s: cannot seek to the header", sf->path);
     sf->data_size = sf->file_size - 8 - sf->header_len;
     char *text = malloc(sf->header_len + 1);
     if (text == NULL)
@@ -513,7 +525,7 @@ int nnrt_safetensors_read(const char *path, const nnrt_tensor *tensors, size_t c
     nnrt__st_entry **matches = calloc(count ? count : 1, sizeof *matches);
     if (matches == NULL)
         return nnrt_fail(NNRT_ERR_NOMEM, "%s: out of memory", path);
-    int code = nnrt__open_regular(path, &sf.fp, &sf.file_size);
+    int code = nnrt__open_regular(path, &sf.fp, &sf.file_size, NULL);
     if (code == NNRT_OK)
         code = nnrt__st_read_header(&sf);
     if (code == NNRT_OK)

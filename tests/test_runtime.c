@@ -308,7 +308,8 @@ START_TEST(test_atomic_write_commit_replaces) {
     ASSERT_OK(nnrt_atomic_open(&f, target));
     ASSERT_OK(nnrt_atomic_write(&f, "hello ", 6));
     ASSERT_OK(nnrt_atomic_write(&f, "world", 5));
-    ck_assert_int_eq(count_files(tmp_dir), 1); /* only the temporary so far */
+    /* only the temporary so far, and it has no name where O_TMPFILE works */
+    ck_assert_int_eq(count_files(tmp_dir), f.unnamed ? 0 : 1);
     ck_assert_int_eq(access(target, F_OK), -1);
     ASSERT_OK(nnrt_atomic_commit(&f));
     assert_file_is(target, "hello world");
