@@ -65,7 +65,7 @@ $(BUILD)/rnnc: generator/rnnc.c generator/embedded.h $(BUILD)/embedded.c
 $(BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(BUILD)/runtime
 	$(call say,CC,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(JANSSON_CFLAGS) -Iruntime -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(JANSSON_CFLAGS) -DRNNC_VERSION='"$(VERSION)"' -Iruntime -c $< -o $@
 
 $(BUILD)/libnnrt.a: $(RUNTIME_OBJECTS)
 	$(call say,AR,$@)

@@ -11,18 +11,23 @@
  */
 #include "nnrt_driver.h"
 
+#include <getopt.h>
 #include <string.h>
+
+#ifndef RNNC_VERSION
+#define RNNC_VERSION "unknown" /* the Makefile passes the version of rnnc */
+#endif
 
 /* ---- Command table -------------------------------------------------------------------- */
 
-static const command *const commands[] = {&cmd_init_command, &cmd_forward_command,
-                                          &cmd_grad_command, &cmd_train_command,
-                                          &cmd_bench_command};
+static const command *const commands[] = {&cmd_init_command,  &cmd_forward_command,
+                                          &cmd_grad_command,  &cmd_eval_command,
+                                          &cmd_train_command, &cmd_bench_command};
 
 static void print_synopsis(FILE *out, const command *c) {
     fprintf(out, "%s %s", prog, c->name);
     for (int k = 0; k < c->nopts; k++) {
-        const option *o = &c->opts[k];
+        const opt_spec *o = &c->opts[k];
         fprintf(out, o->required ? " %s" : " [%s", o->flag);
         if (o->meta) fprintf(out, " %s", o->meta);
         if (!o->required) fputc(']', out);
@@ -68,7 +73,9 @@ static void print_help(const nnrt_model *m) {
     }
     printf("\n");
     print_model(m, stdout);
-    printf("\nRun '%s <command> --help' for a command's options.\n", prog);
+    printf("\nRun '%s <command> --help' for a command's options ('--opt value' and '--opt=value'\n"
+           "are the same), '%s --version' for the versions of rnnc and of the runtime.\n",
+           prog, prog);
 }
 
 static void print_command_help(const nnrt_model *m, const command *c) {
@@ -77,12 +84,12 @@ static void print_command_help(const nnrt_model *m, const command *c) {
     printf("%s\n\n", c->summary);
     int width = 18; /* the option column: as wide as the widest "flag META" */
     for (int k = 0; k < c->nopts; k++) {
-        const option *o = &c->opts[k];
+        const opt_spec *o = &c->opts[k];
         int len = (int)strlen(o->flag) + (o->meta ? 1 + (int)strlen(o->meta) : 0);
         if (len > width) width = len;
     }
     for (int k = 0; k < c->nopts; k++) {
-        const option *o = &c->opts[k];
+        const opt_spec *o = &c->opts[k];
         char left[64];
         snprintf(left, sizeof left, "%s%s%s", o->flag, o->meta ? " " : "", o->meta ? o->meta : "");
         printf("  %-*s %s\n", width, left, o->help);
@@ -97,42 +104,96 @@ static void print_command_help(const nnrt_model *m, const command *c) {
 /* ---- Parsing ---------------------------------------------------------------------------- */
 
 #define PARSED_HELP (-1) /* help was printed: exit 0 */
+#define LONG_BASE 256    /* getopt_long's value for opts[k] when it has a long name: LONG_BASE + k */
 
-/* Fills vals from argv (the arguments after the command name). Returns 0, PARSED_HELP, or
- * EXIT_USAGE after printing the error. */
+/* Fills vals from argv (argv[0] is the command's name) with getopt_long: "--steps 5" and
+ * "--steps=5" are the same, short options take their value as "-o Y" or "-oY". Long names must
+ * be given in full (an abbreviation would change meaning when an option is added), an option
+ * may be given once, and there are no operands. Returns 0, PARSED_HELP, or EXIT_USAGE after
+ * printing the error. */
 static int parse_options(const nnrt_model *m, const command *c, int argc, char **argv,
                          const char **vals) {
-    for (int k = 0; k < c->nopts; k++) vals[k] = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+    struct option longs[MAX_OPTIONS + 2];
+    char shorts[3 + 2 * MAX_OPTIONS + 2];
+    int nlong = 0, nshort = 0;
+    shorts[nshort++] = '+'; /* stop at the first operand: it is an error, not to be skipped */
+    shorts[nshort++] = ':'; /* a missing value returns ':' */
+    for (int k = 0; k < c->nopts; k++) {
+        const opt_spec *o = &c->opts[k];
+        vals[k] = NULL;
+        if (o->flag[1] == '-') {
+            longs[nlong++] = (struct option){o->flag + 2, o->meta ? required_argument : no_argument,
+                                             NULL, LONG_BASE + k};
+        } else {
+            shorts[nshort++] = o->flag[1];
+            if (o->meta) shorts[nshort++] = ':';
+        }
+    }
+    shorts[nshort++] = 'h';
+    shorts[nshort] = '\0';
+    longs[nlong++] = (struct option){"help", no_argument, NULL, 'h'};
+    longs[nlong] = (struct option){NULL, 0, NULL, 0};
+
+    opterr = 0; /* the messages are ours */
+    optind = 0; /* 0, not 1: glibc starts afresh, as the driver may run more than once */
+    for (;;) {
+        int at = optind > 0 ? optind : 1; /* the element a long option starts at */
+        int index = -1;
+        int ch = getopt_long(argc, argv, shorts, longs, &index);
+        if (ch == -1) break;
+        if (ch == 'h') {
             print_command_help(m, c);
             return PARSED_HELP;
         }
-        int k = 0;
-        while (k < c->nopts && strcmp(arg, c->opts[k].flag) != 0) k++;
-        if (k == c->nopts) {
-            if (arg[0] == '-')
-                report("%s: unknown option '%s'", c->name, arg);
+        int k = ch >= LONG_BASE ? ch - LONG_BASE : -1;
+        if (ch == '?' || ch == ':') {
+            int known = optopt >= LONG_BASE ? optopt - LONG_BASE : -1;
+            for (int j = 0; j < c->nopts && known < 0 && optopt > 0; j++)
+                if (c->opts[j].flag[1] == optopt) known = j;
+            if (optopt == 'h')
+                report("%s: option --help takes no value", c->name);
+            else if (ch == ':')
+                report("%s: option %s needs a value (%s)", c->name, c->opts[known].flag,
+                       c->opts[known].meta);
+            else if (known >= 0)
+                report("%s: option %s takes no value", c->name, c->opts[known].flag);
+            else if (optopt > 0)
+                report("%s: unknown option '-%c'", c->name, optopt);
             else
-                report("%s: unexpected argument '%s'", c->name, arg);
+                report("%s: unknown option '%s'", c->name, argv[optind - 1]);
+            print_usage_hint(c);
+            return EXIT_USAGE;
+        }
+        if (k < 0)
+            for (int j = 0; j < c->nopts; j++)
+                if (c->opts[j].flag[1] == ch) k = j;
+        const opt_spec *o = &c->opts[k];
+        if (index >= 0) { /* getopt_long accepts abbreviations: only the full name is ours */
+            size_t len = strlen(o->flag);
+            if (strncmp(argv[at], o->flag, len) != 0 ||
+                (argv[at][len] != '\0' && argv[at][len] != '=')) {
+                size_t shown = strcspn(argv[at], "=");
+                report("%s: unknown option '%.*s' (did you mean %s?)", c->name, (int)shown,
+                       argv[at], o->flag);
+                print_usage_hint(c);
+                return EXIT_USAGE;
+            }
+        } else if (o->meta && optarg[0] == '=') {
+            report("%s: option %s: value '%s' starts with '=': write %s %s", c->name, o->flag,
+                   optarg, o->flag, optarg + 1);
             print_usage_hint(c);
             return EXIT_USAGE;
         }
         if (vals[k]) {
-            report("%s: option %s given twice", c->name, arg);
+            report("%s: option %s given twice", c->name, o->flag);
             return EXIT_USAGE;
         }
-        if (!c->opts[k].meta) {
-            vals[k] = "";
-            continue;
-        }
-        if (i + 1 == argc) {
-            report("%s: option %s needs a value (%s)", c->name, arg, c->opts[k].meta);
-            print_usage_hint(c);
-            return EXIT_USAGE;
-        }
-        vals[k] = argv[++i];
+        vals[k] = o->meta ? optarg : "";
+    }
+    if (optind < argc) {
+        report("%s: unexpected argument '%s'", c->name, argv[optind]);
+        print_usage_hint(c);
+        return EXIT_USAGE;
     }
     for (int k = 0; k < c->nopts; k++) {
         if (c->opts[k].required && !vals[k]) {
@@ -171,19 +232,25 @@ int nnrt_driver_main(const nnrt_model *m, int argc, char **argv) {
         print_help(m);
         return 0;
     }
+    if (strcmp(name, "--version") == 0) {
+        printf("%s (rnnc %s, runtime ABI %d; isa %s, precision %s)\n", prog, RNNC_VERSION,
+               NNRT_ABI_VERSION, m->isa ? m->isa : "unknown", precision_name(m));
+        return 0;
+    }
     for (int i = 0; i < COUNT(commands); i++) {
         const command *c = commands[i];
         if (strcmp(name, c->name) != 0) continue;
         const char *vals[MAX_OPTIONS];
-        int rc = parse_options(m, c, argc - 2, argv + 2, vals);
+        int rc = parse_options(m, c, argc - 1, argv + 1, vals);
         if (rc == PARSED_HELP) return 0;
         if (rc != 0) return rc;
         return c->run(m, vals);
     }
-    fprintf(stderr, "%s: error: unknown command '%s' (commands:", prog, name);
+    char list[256] = "";
     for (int i = 0; i < COUNT(commands); i++)
-        fprintf(stderr, "%s %s", i ? "," : "", commands[i]->name);
-    fprintf(stderr, ")\n");
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 commands[i]->name);
+    report("unknown command '%s' (commands: %s)", name, list);
     print_usage_hint(NULL);
     return EXIT_USAGE;
 }

@@ -35,6 +35,7 @@
 #define cell_name nnrt__drv_cell_name
 #define act_name nnrt__drv_act_name
 #define precision_name nnrt__drv_precision_name
+#define print_json nnrt__drv_print_json
 #define parse_u64 nnrt__drv_parse_u64
 #define parse_count nnrt__drv_parse_count
 #define parse_threads nnrt__drv_parse_threads
@@ -43,12 +44,16 @@
 #define format_dims nnrt__drv_format_dims
 #define check_input nnrt__drv_check_input
 #define same_file nnrt__drv_same_file
+#define check_files nnrt__drv_check_files
 #define is_ce nnrt__drv_is_ce
 #define session_open nnrt__drv_session_open
 #define session_close nnrt__drv_session_close
 #define session_pack nnrt__drv_session_pack
 #define run_chunk nnrt__drv_run_chunk
+#define session_check_stream nnrt__drv_session_check_stream
+#define cmd_eval_command nnrt__drv_eval_command
 #define evaluate nnrt__drv_evaluate
+#define evaluate_chunks nnrt__drv_evaluate_chunks
 #define nonfinite_name nnrt__drv_nonfinite_name
 #define all_finite nnrt__drv_all_finite
 #define describe_nonfinite nnrt__drv_describe_nonfinite
@@ -63,14 +68,14 @@
 
 /* An option of a command. All options are optional in the parser's eyes unless required is
  * set; an option with meta == NULL is a flag that takes no value. */
-typedef struct option {
+typedef struct opt_spec {
     const char *flag; /* "-o", "--seed" */
     const char *meta; /* name of its value in help text ("W.safetensors"), NULL for a flag */
     int required;
     const char *help;
-} option;
+} opt_spec;
 
-#define MAX_OPTIONS 16
+#define MAX_OPTIONS 24
 
 /* vals[k] holds the value of opts[k] after parsing, NULL when absent ("" for a given flag). */
 typedef int (*command_fn)(const nnrt_model *m, const char *const *vals);
@@ -79,15 +84,15 @@ typedef void (*explain_fn)(const nnrt_model *m, FILE *out);
 typedef struct command {
     const char *name;
     const char *summary;
-    const option *opts;
+    const opt_spec *opts;
     int nopts;
     command_fn run;
     explain_fn explain; /* model-specific notes after the option list, or NULL */
 } command;
 
 /* One per command file. */
-extern const command cmd_init_command, cmd_forward_command, cmd_grad_command, cmd_train_command,
-    cmd_bench_command;
+extern const command cmd_init_command, cmd_forward_command, cmd_grad_command, cmd_eval_command,
+    cmd_train_command, cmd_bench_command;
 
 /* ---- Messages (nnrt_driver_util.c) --------------------------------------------------------- */
 
@@ -103,6 +108,11 @@ const char *cell_name(int cell);
 const char *act_name(int act);
 const char *loss_name(int loss);
 const char *precision_name(const nnrt_model *m);
+
+struct json_t;
+/* Prints o as one line of JSON on stdout, keys in the order set, reals with digits significant
+ * digits, and releases o; failed says building o ran out of memory. Returns 0 or EXIT_USAGE. */
+int print_json(struct json_t *o, int failed, int digits);
 
 /* ---- Option values (nnrt_driver_util.c): each prints the problem and returns EXIT_USAGE ---- */
 
@@ -123,8 +133,25 @@ int open_team(int threads, nnrt_workers **team);
 void format_dims(char *buf, size_t size, int ndim, const int64_t *shape);
 /* X must be m->dtype, [T][B][I] with T >= 1. Prints the mismatch; returns 0 or EXIT_INPUT. */
 int check_input(const nnrt_model *m, const char *path, const nnrt_array *x);
-/* Two paths name one file: the same text, or the same existing file. */
+/* Two paths name one file: the same text, the same existing file (links and "./" count), or
+ * the same name in the same directory for files still to be created. */
 int same_file(const char *a, const char *b);
+
+/* A file a command reads or writes, for check_files. */
+typedef struct file_use {
+    const char *flag; /* "-o", "--checkpoint" */
+    const char *path; /* NULL when not given */
+    int output;       /* 0 read, 1 written, 2 written but not probed (train's .stream: only
+                         a stream run writes it, beside the checkpoint, which is probed) */
+} file_use;
+
+/* Checks the files of a command before it does any work. An output that is the same file as
+ * any input or other output is a usage error (exit 2), except shared_out against shared_in
+ * (flags, or NULL): train may update -w W -o W in place. Every output must be a regular file
+ * or not exist yet, in a directory where a file can be created (exit 1 otherwise). Prints the
+ * problem; returns 0 or the exit code. */
+int check_files(const char *command_name, const file_use *files, int n, const char *shared_in,
+                const char *shared_out);
 
 /* ---- Training data and sessions (nnrt_driver_session.c) ------------------------------------ */
 
@@ -158,16 +185,25 @@ void session_close(session *s);
 /* The forward reads the packed weights, the backward the parameters: after loading or changing
  * the parameters, pack them. */
 void session_pack(session *s);
+/* X of more than seq_len steps is one stream of chunks, which a model whose output is at the
+ * last step only cannot take. Prints; returns 0 or EXIT_INPUT. */
+int session_check_stream(const session *s, const char *xpath);
 /* Chunk c of X: forward_train from the current state (which it advances), the loss, and with
  * backward set dloss/dy and the backward pass adding into grads. Returns an NNRT_* code. */
 int run_chunk(session *s, int64_t c, int backward, double *loss, int *steps);
 /* The loss of the current parameters over all of X from the zero state: with chunks, the mean
  * over all terms, as one loss over the whole stream would take it. */
 int evaluate(session *s, double *loss);
+/* evaluate, with the mean loss and the steps of each chunk into losses and steps (s->nchunks
+ * each, or NULL). */
+int evaluate_chunks(session *s, double *loss, double *losses, int *steps);
 const char *nonfinite_name(double v);
 int all_finite(nnrt_dtype dtype, const void *p, size_t n);
-/* Names the first non-finite gradient element, by tensor and index, into buf. */
-const char *describe_nonfinite(const nnrt_model *m, const void *grads, char *buf, size_t size);
+/* Names the first non-finite element of values (laid out as the parameters), by tensor and
+ * index, into buf: "<what> <tensor> is nan at [i, j]", what being "the gradient of" or
+ * "weight". */
+const char *describe_nonfinite(const nnrt_model *m, const void *values, const char *what,
+                               char *buf, size_t size);
 /* Target shapes of this model, for the help text. */
 void explain_target(const nnrt_model *m, FILE *out, const char *T);
 

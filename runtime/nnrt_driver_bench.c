@@ -11,7 +11,7 @@
 #include <time.h>
 
 enum { BENCH_STEPS, BENCH_THREADS, BENCH_JSON };
-static const option bench_opts[] = {
+static const opt_spec bench_opts[] = {
     [BENCH_STEPS] = {"--steps", "N", 0,
                      "timed runs per measurement, their median reported (default 21)"},
     [BENCH_THREADS] = {"--threads", "N", 0, "threads of the team the calls run on (default 1)"},
@@ -331,15 +331,7 @@ static int bench_print_json(const nnrt_model *m, const bench_config *cfg,
     }
     PUT("flops_train_convention", json_string(BENCH_TRAIN_CONVENTION));
 #undef PUT
-    char *text = failed ? NULL : json_dumps(o, JSON_REAL_PRECISION(6));
-    json_decref(o);
-    if (!text) {
-        report("out of memory (the JSON output)");
-        return EXIT_USAGE;
-    }
-    printf("%s\n", text);
-    free(text);
-    return 0;
+    return print_json(o, failed, 6);
 }
 
 static void bench_print_table(const nnrt_model *m, const bench_config *cfg,

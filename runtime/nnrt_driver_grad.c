@@ -4,12 +4,15 @@
 #include <inttypes.h>
 #include <math.h>
 
-enum { GRAD_WEIGHTS, GRAD_IN, GRAD_TARGET, GRAD_OUT };
-static const option grad_opts[] = {
+enum { GRAD_WEIGHTS, GRAD_IN, GRAD_TARGET, GRAD_OUT, GRAD_THREADS };
+static const opt_spec grad_opts[] = {
     [GRAD_WEIGHTS] = {"-w", "W.safetensors", 1, "weights file to read"},
     [GRAD_IN] = {"-i", "X.npy", 1, "input sequences, time-major, T <= seq_len"},
     [GRAD_TARGET] = {"-t", "TARGET.npy", 1, "targets of the loss"},
     [GRAD_OUT] = {"-o", "G.safetensors", 1, "gradients to write (the weights' names and shapes)"},
+    [GRAD_THREADS] = {"--threads", "N", 0,
+                      "threads of the team the forward and backward run on (default 1; the same "
+                      "numbers for any N)"},
 };
 
 static void explain_grad(const nnrt_model *m, FILE *out) {
@@ -22,12 +25,18 @@ static void explain_grad(const nnrt_model *m, FILE *out) {
             "(exit 1) that names the first bad gradient element; nothing is written.\n");
 }
 
-/* grad -w W.safetensors -i X.npy -t TARGET.npy -o G.safetensors */
+/* grad -w W.safetensors -i X.npy -t TARGET.npy -o G.safetensors [--threads N] */
 static int cmd_grad(const nnrt_model *m, const char *const *vals) {
     const char *xpath = vals[GRAD_IN], *gpath = vals[GRAD_OUT];
+    const file_use files[] = {
+        {"-w", vals[GRAD_WEIGHTS], 0}, {"-i", xpath, 0}, {"-t", vals[GRAD_TARGET], 0}, {"-o", gpath, 1}};
     session s;
     double loss;
-    int rc, status = session_open(m, vals[GRAD_WEIGHTS], xpath, vals[GRAD_TARGET], &s);
+    int rc, threads, status = parse_threads(vals[GRAD_THREADS], &threads);
+    if (status == 0) status = check_files("grad", files, COUNT(files), NULL, NULL);
+    if (status != 0) return status;
+    status = session_open(m, vals[GRAD_WEIGHTS], xpath, vals[GRAD_TARGET], &s);
+    if (status == 0) status = open_team(threads, &s.team);
     if (status != 0) goto done;
     if (s.d.T > m->seq_len) {
         report("%s: T = %" PRId64 " steps is more than seq_len %d: grad takes one sequence of at "
@@ -48,7 +57,8 @@ static int cmd_grad(const nnrt_model *m, const char *const *vals) {
     }
     if (!all_finite(m->dtype, s.grads, m->num_params)) {
         char what[256];
-        report("%s (loss %.9g)", describe_nonfinite(m, s.grads, what, sizeof what), loss);
+        report("%s (loss %.9g)", describe_nonfinite(m, s.grads, "the gradient of", what, sizeof what),
+               loss);
         status = EXIT_INPUT;
         goto done;
     }

@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 enum { INIT_SEED, INIT_OUT };
-static const option init_opts[] = {
+static const opt_spec init_opts[] = {
     [INIT_SEED] = {"--seed", "N", 0, "unsigned 64-bit seed of the default init (default 0)"},
     [INIT_OUT] = {"-o", "W.safetensors", 1, "weights file to write"},
 };
@@ -12,7 +12,10 @@ static const option init_opts[] = {
 /* init [--seed N] -o W.safetensors */
 static int cmd_init(const nnrt_model *m, const char *const *vals) {
     uint64_t seed = 0;
+    const file_use files[] = {{"-o", vals[INIT_OUT], 1}};
     if (vals[INIT_SEED] && parse_u64("--seed", vals[INIT_SEED], &seed) != 0) return EXIT_USAGE;
+    int status = check_files("init", files, COUNT(files), NULL, NULL);
+    if (status != 0) return status;
     void *params = nnrt_alloc(m->params_bytes);
     if (!params) {
         report("out of memory (%zu bytes of parameters)", m->params_bytes);

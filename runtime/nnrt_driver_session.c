@@ -149,6 +149,16 @@ int session_open(const nnrt_model *m, const char *wpath, const char *xpath,
     return 0;
 }
 
+int session_check_stream(const session *s, const char *xpath) {
+    const nnrt_model *m = s->m;
+    if (s->nchunks == 1 || !m->output_last) return 0;
+    report("%s: T = %" PRId64 " steps is more than seq_len %d, and this model's output is at "
+           "the last step only: truncated BPTT over a long stream needs output_at = \"all\"; "
+           "cut X into sequences of at most %d steps",
+           xpath, s->d.T, m->seq_len, m->seq_len);
+    return EXIT_INPUT;
+}
+
 /* Chunk c of X: forward_train from the current state (which it advances), the loss, and with
  * backward set dloss/dy and the backward pass adding into grads. Returns an NNRT_* code. */
 int run_chunk(session *s, int64_t c, int backward, double *loss, int *steps) {
@@ -167,19 +177,22 @@ int run_chunk(session *s, int64_t c, int backward, double *loss, int *steps) {
 
 /* The loss of the current parameters over all of X from the zero state: with chunks, the mean
  * over all terms, as one loss over the whole stream would take it. */
-int evaluate(session *s, double *loss) {
+int evaluate_chunks(session *s, double *loss, double *losses, int *steps) {
     s->m->reset(s->state);
-    if (s->nchunks == 1) return run_chunk(s, 0, 0, loss, NULL);
     double sum = 0;
     for (int64_t c = 0; c < s->nchunks; c++) {
         double l;
         int n, rc = run_chunk(s, c, 0, &l, &n);
         if (rc != NNRT_OK) return rc;
+        if (losses) losses[c] = l, steps[c] = n;
         sum += l * n;
+        if (s->nchunks == 1) *loss = l; /* as it is, not l * n / n */
     }
-    *loss = sum / (double)s->d.T;
+    if (s->nchunks > 1) *loss = sum / (double)s->d.T;
     return NNRT_OK;
 }
+
+int evaluate(session *s, double *loss) { return evaluate_chunks(s, loss, NULL, NULL); }
 
 const char *nonfinite_name(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
@@ -194,10 +207,9 @@ int all_finite(nnrt_dtype dtype, const void *p, size_t n) {
     return 1;
 }
 
-/* Names the first non-finite gradient element, by tensor and index, into buf. */
-const char *describe_nonfinite(const nnrt_model *m, const void *grads, char *buf,
-                                      size_t size) {
-    snprintf(buf, size, "the gradient is not finite");
+const char *describe_nonfinite(const nnrt_model *m, const void *grads, const char *what,
+                               char *buf, size_t size) {
+    snprintf(buf, size, "%s is not finite", what);
     for (int k = 0; k < m->num_tensors; k++) {
         const nnrt_param_desc *d = &m->tensors[k];
         for (size_t i = 0; i < d->count; i++) {
@@ -205,11 +217,10 @@ const char *describe_nonfinite(const nnrt_model *m, const void *grads, char *buf
                                             : ((const double *)grads)[d->offset + i];
             if (isfinite(v)) continue;
             if (d->ndim == 2)
-                snprintf(buf, size, "the gradient of %s is %s at [%zu, %zu]", d->name,
-                         nonfinite_name(v), i / (size_t)d->shape[1], i % (size_t)d->shape[1]);
+                snprintf(buf, size, "%s %s is %s at [%zu, %zu]", what, d->name, nonfinite_name(v),
+                         i / (size_t)d->shape[1], i % (size_t)d->shape[1]);
             else
-                snprintf(buf, size, "the gradient of %s is %s at [%zu]", d->name, nonfinite_name(v),
-                         i);
+                snprintf(buf, size, "%s %s is %s at [%zu]", what, d->name, nonfinite_name(v), i);
             return buf;
         }
     }

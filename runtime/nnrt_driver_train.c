@@ -4,6 +4,8 @@
 
 #include "nnrt_driver.h"
 
+#include <jansson.h>
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -27,9 +29,10 @@ enum {
     TRAIN_RESUME,
     TRAIN_LOG,
     TRAIN_THREADS,
-    TRAIN_OUT
+    TRAIN_OUT,
+    TRAIN_JSON
 };
-static const option train_opts[] = {
+static const opt_spec train_opts[] = {
     [TRAIN_WEIGHTS] = {"-w", "W.safetensors", 1,
                        "initial weights (replaced by the checkpoint's with --resume)"},
     [TRAIN_IN] = {"-i", "X.npy", 1, "input sequences, time-major; T > seq_len is one long stream"},
@@ -51,7 +54,8 @@ static const option train_opts[] = {
     [TRAIN_THREADS] = {"--threads", "N", 0,
                        "threads of the team the forward and backward run on (default 1; the same "
                        "numbers for any N)"},
-    [TRAIN_OUT] = {"-o", "W2.safetensors", 1, "trained weights to write"},
+    [TRAIN_OUT] = {"-o", "W2.safetensors", 1, "trained weights to write (may be W: see below)"},
+    [TRAIN_JSON] = {"--json", NULL, 0, "print one JSON object instead of the final loss line"},
 };
 
 /* ---- train ---------------------------------------------------------------------------------- */
@@ -205,7 +209,14 @@ static void explain_train(const nnrt_model *m, FILE *out) {
         "Without --resume, a new run replaces C at its first save.\n"
         "\n"
         "Progress goes to stderr. At the end \"final loss <value>\" on stdout: the loss of the\n"
-        "trained weights over all of X, from the zero state.\n");
+        "trained weights over all of X, from the zero state (what eval prints for them).\n"
+        "--json prints one object instead: model, first_step (0, or the resumed step), steps,\n"
+        "losses (the training loss of each step run, in order) and final_loss.\n"
+        "\n"
+        "-o may name W itself: W is read whole before the first step and replaced, atomically,\n"
+        "only once training has succeeded. No other output may be the same file as an input\n"
+        "or another output, and every output is checked before the first step: a directory\n"
+        "that does not exist or a file that is not a regular one fails at once.\n");
 }
 
 typedef struct train_config {
@@ -271,11 +282,27 @@ static int parse_train(const char *const *vals, train_config *c) {
     if (vals[TRAIN_LOG] && parse_count("--log-every", vals[TRAIN_LOG], &c->log_every))
         return EXIT_USAGE;
     if (!vals[TRAIN_LOG]) c->log_every = c->steps / 20 + (c->steps % 20 != 0); /* ~20 lines */
-    if (c->checkpoint && same_file(c->checkpoint, vals[TRAIN_OUT])) {
-        report("-o and --checkpoint name the same file '%s'", c->checkpoint);
-        return EXIT_USAGE;
-    }
     return 0;
+}
+
+/* The files of a run, checked before it starts: -w and -o may be one file, no other pair. */
+static int check_train_files(const char *const *vals, const train_config *c) {
+    char *stream = NULL;
+    if (c->checkpoint) {
+        if (!(stream = malloc(strlen(c->checkpoint) + sizeof ".stream"))) {
+            report("out of memory");
+            return EXIT_USAGE;
+        }
+        strcat(strcpy(stream, c->checkpoint), ".stream");
+    }
+    const file_use files[] = {
+        {"-w", vals[TRAIN_WEIGHTS], 0},   {"-i", vals[TRAIN_IN], 0},
+        {"-t", vals[TRAIN_TARGET], 0},    {"--checkpoint", c->checkpoint, 1},
+        {"--checkpoint's .stream", stream, 2}, {"-o", vals[TRAIN_OUT], 1},
+    };
+    int status = check_files("train", files, COUNT(files), "-w", "-o");
+    free(stream);
+    return status;
 }
 
 /* Saves the checkpoint (after the stream's carried state, when there is one). */
@@ -287,12 +314,31 @@ static int save_checkpoint(const nnrt_model *m, session *s, const train_config *
     return rc == NNRT_OK ? 0 : runtime_error(rc, c->checkpoint);
 }
 
+/* The run as one JSON object on one line. Returns 0 or EXIT_USAGE (out of memory). */
+static int train_print_json(const nnrt_model *m, int64_t first, int64_t steps,
+                            const double *losses, double final) {
+    json_t *o = json_object(), *list = json_array();
+    int failed = o == NULL || list == NULL;
+    failed |= json_object_set_new(o, "model", json_string(m->name)) != 0;
+    failed |= json_object_set_new(o, "first_step", json_integer(first)) != 0;
+    failed |= json_object_set_new(o, "steps", json_integer(steps)) != 0;
+    for (int64_t k = 0; k < steps - first && !failed; k++)
+        failed |= json_array_append_new(list, json_real(losses[k])) != 0;
+    failed |= json_object_set(o, "losses", list) != 0;
+    json_decref(list);
+    failed |= json_object_set_new(o, "final_loss", json_real(final)) != 0;
+    return print_json(o, failed, 17);
+}
+
 /* train -w W -i X -t TARGET [options] -o W2 */
 static int cmd_train(const nnrt_model *m, const char *const *vals) {
     const char *xpath = vals[TRAIN_IN], *opath = vals[TRAIN_OUT];
     train_config c;
     int status = parse_train(vals, &c), rc;
+    if (status == 0) status = check_train_files(vals, &c);
     if (status != 0) return status;
+    const int json = vals[TRAIN_JSON] != NULL;
+    double *losses = NULL; /* with --json: the loss of each step run */
 
     session s;
     nnrt_optim o = {0};
@@ -301,14 +347,7 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
     if ((status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], &s)) != 0)
         goto done;
     if ((status = open_team(c.threads, &s.team)) != 0) goto done;
-    if (s.nchunks > 1 && m->output_last) {
-        report("%s: T = %" PRId64 " steps is more than seq_len %d, and this model's output is at "
-               "the last step only: truncated BPTT over a long stream needs output_at = \"all\"; "
-               "cut X into sequences of at most %d steps",
-               xpath, s.d.T, m->seq_len, m->seq_len);
-        status = EXIT_INPUT;
-        goto done;
-    }
+    if ((status = session_check_stream(&s, xpath)) != 0) goto done;
     if ((rc = nnrt_optim_init(&o, &c.optim, m->dtype, m->num_params)) != NNRT_OK) {
         report("%s", nnrt_last_error());
         status = EXIT_USAGE;
@@ -378,7 +417,7 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
         if (!all_finite(m->dtype, s.grads, m->num_params)) {
             char what[256];
             report("step %" PRId64 ": %s (loss %.9g)", step,
-                   describe_nonfinite(m, s.grads, what, sizeof what), loss);
+                   describe_nonfinite(m, s.grads, "the gradient of", what, sizeof what), loss);
             status = EXIT_INPUT;
             goto done;
         }
@@ -399,6 +438,18 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
             saved = step;
         }
         progress_update(&p, step, loss);
+        if (json) {
+            if ((k - first) % 1024 == 0) {
+                double *more = realloc(losses, (size_t)(k - first + 1024) * sizeof *losses);
+                if (!more) {
+                    report("out of memory (the losses of %" PRId64 " steps)", k - first + 1);
+                    status = EXIT_USAGE;
+                    goto done;
+                }
+                losses = more;
+            }
+            losses[k - first] = loss;
+        }
     }
     if (line_open) fputc('\n', stderr);
     line_open = 0;
@@ -420,8 +471,12 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
         status = runtime_error(rc, opath);
         goto done;
     }
-    printf("final loss %.9g\n", final);
+    if (json)
+        status = train_print_json(m, first, c.steps, losses, final);
+    else
+        printf("final loss %.9g\n", final);
 done:
+    free(losses);
     nnrt_free(f.states);
     free(f.path);
     nnrt_optim_free(&o);

@@ -4,6 +4,8 @@
 
 #include "nnrt_driver.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -17,14 +19,19 @@ int line_open;
 
 /* "<name>: error: <message>" on stderr. */
 void report(const char *fmt, ...) {
+    char text[2048];
     va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    /* Paths and arguments come from the user, and messages quote them: a control character
+     * (ESC, CR, a newline) would drive the terminal or forge a line. Other bytes, UTF-8
+     * included, stay. */
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     if (line_open) fputc('\n', stderr);
     line_open = 0;
-    fprintf(stderr, "%s: error: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "%s: error: %s\n", prog, text);
 }
 
 /* Reports a failed runtime call: its detailed message, which names the file, or the code's
@@ -152,10 +159,80 @@ int check_input(const nnrt_model *m, const char *path, const nnrt_array *x) {
     return 0;
 }
 
-/* Two paths name one file: the same text, or the same existing file. */
+int print_json(struct json_t *o, int failed, int digits) {
+    char *text = failed || !o ? NULL : json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
+    json_decref(o);
+    if (!text) {
+        report("out of memory (the JSON output)");
+        return EXIT_USAGE;
+    }
+    printf("%s\n", text);
+    free(text);
+    return 0;
+}
+
+/* What a path names, to compare files rather than spellings: an existing file by device and
+ * inode (so links and "./" count), a file still to be created by its directory's and its name. */
+typedef struct file_id {
+    int exists, dir_known;
+    dev_t dev;
+    ino_t ino;
+    const char *name; /* the last component, for a file still to be created */
+} file_id;
+
+static void identify(const char *path, file_id *id) {
+    struct stat st;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) == 0) {
+        id->exists = 1, id->dev = st.st_dev, id->ino = st.st_ino;
+        return;
+    }
+    const char *slash = strrchr(path, '/');
+    id->name = slash ? slash + 1 : path;
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (stat(dir, &st) == 0) id->dir_known = 1, id->dev = st.st_dev, id->ino = st.st_ino;
+}
+
 int same_file(const char *a, const char *b) {
-    struct stat sa, sb;
+    file_id x, y;
     if (strcmp(a, b) == 0) return 1;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
+    identify(a, &x);
+    identify(b, &y);
+    if (x.exists || y.exists) return x.exists && y.exists && x.dev == y.dev && x.ino == y.ino;
+    return x.dir_known && y.dir_known && x.dev == y.dev && x.ino == y.ino &&
+           strcmp(x.name, y.name) == 0;
+}
+
+int check_files(const char *command_name, const file_use *files, int n, const char *shared_in,
+                const char *shared_out) {
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < j; i++) {
+            const file_use *a = &files[j], *b = &files[i]; /* a, the later, names the pair */
+            if (!a->path || !b->path || (!a->output && !b->output)) continue;
+            if (!a->output) a = &files[i], b = &files[j];
+            if (shared_in && shared_out && strcmp(a->flag, shared_out) == 0 &&
+                strcmp(b->flag, shared_in) == 0)
+                continue;
+            if (same_file(a->path, b->path)) {
+                report("%s: %s and %s name the same file '%s'%s", command_name, a->flag, b->flag,
+                       a->path,
+                       b->output ? "" : ": the output would destroy the input before or while it is read");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        if (!files[k].path || files[k].output != 1) continue;
+        /* Opening the output's temporary file and dropping it checks all the write will need:
+         * the directory exists and takes a new file, and what is there may be replaced. */
+        nnrt_atomic_file f;
+        int rc = nnrt_atomic_open(&f, files[k].path);
+        if (rc != NNRT_OK) return runtime_error(rc, files[k].path);
+        nnrt_atomic_abort(&f);
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@ Suite *model_io_suite(void);
 Suite *driver_suite(void);
 Suite *driver_train_suite(void);
 Suite *driver_bench_suite(void);
+Suite *driver_files_suite(void);
 Suite *forward_suite(void);
 Suite *torch_suite(void);
 Suite *gradcheck_suite(void);
@@ -31,6 +32,7 @@ int main(void)
     srunner_add_suite(runner, driver_suite());
     srunner_add_suite(runner, driver_train_suite());
     srunner_add_suite(runner, driver_bench_suite());
+    srunner_add_suite(runner, driver_files_suite());
     srunner_add_suite(runner, forward_suite());
     srunner_add_suite(runner, torch_suite());
     srunner_add_suite(runner, gradcheck_suite());
