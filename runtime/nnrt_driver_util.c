@@ -189,12 +189,13 @@ static void identify(const char *path, file_id *id) {
     }
     const char *slash = strrchr(path, '/');
     id->name = slash ? slash + 1 : path;
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    size_t len = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (!dir) return; /* unknown: compared by spelling only */
+    memcpy(dir, slash ? path : ".", len);
+    dir[len] = '\0';
     if (stat(dir, &st) == 0) id->dir_known = 1, id->dev = st.st_dev, id->ino = st.st_ino;
+    free(dir);
 }
 
 int same_file(const char *a, const char *b) {

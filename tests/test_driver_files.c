@@ -88,6 +88,14 @@ START_TEST(test_same_file_refused_training) {
     ASSERT_EXIT(2, run(m, "train", "-w", P("w.safetensors"), "-i", P("x.npy"), "-t", P("t.npy"),
                        "--checkpoint", P("c.safetensors"), "-o", P("c.safetensors"), NULL));
     ASSERT_ERR_HAS("-o and --checkpoint name the same file");
+    char dotted[600]; /* files still to be created: the same name in the same directory */
+    snprintf(dotted, sizeof dotted, "%s/./c.safetensors", tmpdir);
+    ASSERT_EXIT(2, run(m, "train", "-w", P("w.safetensors"), "-i", P("x.npy"), "-t", P("t.npy"),
+                       "--checkpoint", dotted, "-o", P("c.safetensors"), NULL));
+    ASSERT_ERR_HAS("-o and --checkpoint name the same file");
+    ASSERT_EXIT(2, run(m, "train", "-w", P("w.safetensors"), "-i", P("x.npy"), "-t", P("t.npy"),
+                       "--checkpoint", P("c.safetensors"), "-o", P("c.safetensors.stream"), NULL));
+    ASSERT_ERR_HAS("-o and --checkpoint's .stream name the same file");
     /* inputs may repeat: -i X -t X fails on the target's dtype, not as one file in two roles */
     ASSERT_EXIT(1, run(m, "eval", "-w", P("w.safetensors"), "-i", P("x.npy"), "-t", P("x.npy"),
                        NULL));
