@@ -133,7 +133,7 @@ add_job() { # add_job OBJECT SOURCE "FLAGS" DEPENDENCY...
     shift 3
     if newer "$o" "$s" "$@"; then printf '%s %s %s\n' "$o" "$s" "$flags" >> "$jobs_file"; fi
 }
-headers="runtime/nnrt.h runtime/nnrt_internal.h"
+headers=$(echo runtime/*.h)
 for src in runtime/*.c; do
     base=${src##*/}
     add_job "$OBJ/runtime/${base%.c}.o" "$src" "-Iruntime $(pc --cflags jansson)" $headers
