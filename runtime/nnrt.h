@@ -96,7 +96,8 @@ typedef struct nnrt_atomic_file {
  * 0666 less the umask like any ordinary file. Where the filesystem supports it the temporary has
  * no name until commit (O_TMPFILE), so a killed process leaves nothing; elsewhere it is
  * "<path>.tmp.<pid>.XXXXXX", and the next nnrt_atomic_open of path removes those of processes
- * that no longer exist. A directory, device, FIFO or socket at path is an error. */
+ * that no longer exist. A file that is replaced keeps its permission bits. A directory, device,
+ * FIFO or socket at path is an error. */
 int nnrt_atomic_open(nnrt_atomic_file *f, const char *path);
 int nnrt_atomic_write(nnrt_atomic_file *f, const void *data, size_t bytes);
 /* Flushes, fsyncs and renames over path; on any failure removes the temporary. Always releases f. */

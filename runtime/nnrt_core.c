@@ -398,6 +398,11 @@ int nnrt_atomic_open(nnrt_atomic_file *f, const char *path) {
         nnrt__atomic_release(f);
         return code;
     }
+    /* A file that is replaced keeps its permissions: a private (0600) one must not come back
+     * readable by all. A failure to set them leaves those of a new file. */
+    struct stat st;
+    if (stat(f->path, &st) == 0)
+        (void)fchmod(fd, st.st_mode & 0777);
     f->fp = fdopen(fd, "wb");
     if (f->fp == NULL) {
         code = nnrt_fail(NNRT_ERR_IO, "%s: cannot open temporary file: %s", path, strerror(errno));

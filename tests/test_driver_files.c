@@ -152,6 +152,11 @@ START_TEST(test_nonregular_output_refused) {
     ck_assert(S_ISLNK(st.st_mode));
     ck_assert(!file_equals(P("y.npy"), "old"));
     ck_assert_str_eq(listing(), "null w.safetensors x.npy y.npy y_link.npy");
+    /* a replaced file keeps its permissions: a private one stays private */
+    ck_assert_int_eq(chmod(P("y.npy"), 0600), 0);
+    ck_assert_int_eq(FORWARD(&tiny, "w.safetensors", "x.npy", "y.npy"), 0);
+    ck_assert_int_eq(stat(P("y.npy"), &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
 }
 END_TEST
 
