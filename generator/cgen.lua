@@ -29,6 +29,18 @@ function M.unrolled(out, indent, K, unroll, body)
   for k = main, K - 1 do body(indent, tostring(k)) end
 end
 
+-- A pointer to row `row` (a C expression; nil or "0" for the first) of the 2-D array member
+-- `array` ([rows][cols] of `ctype`), formed from the whole array. `&a[0][0] + r * cols`, or `a[r]`
+-- for a row that a kernel reads on from, points into one row only, and GCC reads an access past
+-- it as an overflow (-Wstringop-overflow, -Warray-bounds), the more so once it has merged that
+-- pointer with another of the same address. Generated code reaches every row of a 2-D member
+-- through here, so no expression names a single row.
+function M.row(ctype, array, row, cols)
+  local base = string.format("(%s *)%s", ctype, array)
+  if row == nil or row == "0" then return base end
+  return string.format("(%s + (size_t)(%s) * %d)", base, row, cols)
+end
+
 -- One array member of a generated work or tape struct, its length rounded up to whole cache
 -- lines (NNRT_ALIGNED_COUNT) so that the next member starts on a line of its own.
 function M.array_field(out, real, name, size, comment)

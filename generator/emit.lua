@@ -275,16 +275,18 @@ local function step_body(ctx)
       split_input, split_ldx = input, ldx
     else
       local prev = plan.layers[k - 1]
-      input, ldx = string.format("&s->%s[b0][0]", cname.state_h(prev.index)), prev.hidden
+      input, ldx = cgen.row(real, "s->" .. cname.state_h(prev.index), "b0", prev.hidden), prev.hidden
       split_input, split_ldx = "hnew" .. prev.index, prev.padded
     end
+    local h_b, c_b = cgen.row(real, "s->" .. h, "b0 + b", L.hidden), cgen.row(real, "s->" .. c, "b0 + b", L.hidden)
+    local h_b0 = cgen.row(real, "s->" .. h, "b0", L.hidden)
     local function update(indent, hdst, hstride, nb0, nb1)
       add("%sfor (int b = 0; b < nb; ++b) {", indent)
-      local hrow = hstride and string.format("%s + (size_t)b * %d", hdst, hstride) or string.format("s->%s[b0 + b]", h)
+      local hrow = hstride and string.format("%s + (size_t)b * %d", hdst, hstride) or h_b
       if L.cell == "gru" then
-        add("%s    %s(xp + (size_t)b * %d, hn + (size_t)b * %d, s->%s[b0 + b], %s, %s, %s);", indent, names.update_step, GHp, L.padded, h, hrow, nb0, nb1)
+        add("%s    %s(xp + (size_t)b * %d, hn + (size_t)b * %d, %s, %s, %s, %s);", indent, names.update_step, GHp, L.padded, h_b, hrow, nb0, nb1)
       elseif L.cell == "lstm" then
-        add("%s    %s(xp + (size_t)b * %d, s->%s[b0 + b], s->%s[b0 + b], %s, %s, %s);", indent, names.update_step, GHp, c, c, hrow, nb0, nb1)
+        add("%s    %s(xp + (size_t)b * %d, %s, %s, %s, %s, %s);", indent, names.update_step, GHp, c_b, c_b, hrow, nb0, nb1)
       else
         add("%s    %s(xp + (size_t)b * %d, %s, %s, %s);", indent, names.update_step, GHp, hrow, nb0, nb1)
       end
@@ -295,26 +297,26 @@ local function step_body(ctx)
     if split then add("    if (count == 1) {") end
     local indent = split and "        " or "    "
     add("%s%s(nb, %s, %d, w, xp, %d);", indent, names.input_step, input, ldx, GHp)
-    add("%s%s(nb, &s->%s[b0][0], %d, w, xp, xp, %d%s);", indent, names.recurrent, h, L.hidden, GHp, gru_hn)
+    add("%s%s(nb, %s, %d, w, xp, xp, %d%s);", indent, names.recurrent, h_b0, L.hidden, GHp, gru_hn)
     update(indent, nil, nil, "0", tostring(L.NB))
     if split then
       add("    } else { /* this thread's units */")
       own_units(add, "        ", L)
       product_parts(add, "        ", L, names.input_step_part, string.format("nb, %s, %d, w", split_input, split_ldx),
         string.format("xp, %d", GHp))
-      product_parts(add, "        ", L, names.recurrent_part, string.format("nb, &s->%s[b0][0], %d, w", h, L.hidden),
+      product_parts(add, "        ", L, names.recurrent_part, string.format("nb, %s, %d, w", h_b0, L.hidden),
         string.format("xp, xp, %d%s", GHp, gru_hn))
       update("        ", "hnew" .. L.index, Hp, "u0", "u1")
       add("        nnrt_workers_sync(team); /* the new h is complete; nobody reads the old one any more */")
       add("        const int e0 = u0 * %d, e1 = u1 * %d < %d ? u1 * %d : %d;", ctx.V, ctx.V, L.hidden, ctx.V, L.hidden)
       add("        if (e1 > e0)")
-      add("            for (int b = 0; b < nb; ++b) memcpy(&s->%s[b0 + b][e0], hnew%d + (size_t)b * %d + e0, (size_t)(e1 - e0) * sizeof(%s));",
-        h, L.index, Hp, real)
+      add("            for (int b = 0; b < nb; ++b) memcpy(%s + e0, hnew%d + (size_t)b * %d + e0, (size_t)(e1 - e0) * sizeof(%s));",
+        h_b, L.index, Hp, real)
       add("    }")
     end
   end
   local top = plan.layers[#plan.layers]
-  local src, ld = string.format("&s->%s[b0][0]", cname.state_h(top.index)), top.hidden
+  local src, ld = cgen.row(real, "s->" .. cname.state_h(top.index), "b0", top.hidden), top.hidden
   if split then
     add("    if (id == 0) { /* the head, on one thread */")
     add("    const %s *top = count == 1 ? %s : hnew%d;", real, src, top.index)
@@ -400,7 +402,8 @@ local function forward_body(ctx, container)
     local function a(fmt, ...) add("%s" .. fmt, indent, ...) end
     a("for (int t = %s; t < %s; ++t) {", t0, t1)
     a("    %s *pre = %s + (size_t)t * %s * %d;", real, xp, B, GHp)
-    a("    const %s *h_prev = t == 0 ? &s->%s[0][0] : %s + (size_t)(t - 1) * %s * %d;", real, h, dst, B, Hp)
+    local h_b, c_b = cgen.row(real, "s->" .. h, "b", H), cgen.row(real, "s->" .. c, "b", H)
+    a("    const %s *h_prev = t == 0 ? %s : %s + (size_t)(t - 1) * %s * %d;", real, cgen.row(real, "s->" .. h), dst, B, Hp)
     local gru_hn = L.cell == "gru" and (", " .. hn) or ""
     if product == "whole" then
       a("    %s(%s, h_prev, t == 0 ? %d : %d, w, pre, pre, %d%s);", names.recurrent, B, H, Hp, GHp, gru_hn)
@@ -414,16 +417,16 @@ local function forward_body(ctx, container)
     a("    for (int b = 0; b < %s; ++b) {", B)
     a("        %s *h = %s + ((size_t)t * %s + b) * %d;", real, dst, B, Hp)
     if L.cell == "gru" then
-      a("        const %s *h_prev_b = t == 0 ? s->%s[b] : h_prev + (size_t)b * %d;", real, h, Hp)
+      a("        const %s *h_prev_b = t == 0 ? %s : h_prev + (size_t)b * %d;", real, h_b, Hp)
       a("        %s(pre + (size_t)b * %d, %s + (size_t)b * %d, h_prev_b, h, %s, %s);", is_train and names.update_train or names.update_infer,
         GHp, hn, Hp, nb0, nb1)
     elseif L.cell == "lstm" then
       if is_train then
-        a("        const %s *c_prev = t == 0 ? s->%s[b] : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c, L.index, B, Hp)
+        a("        const %s *c_prev = t == 0 ? %s : tape->cs%d + ((size_t)(t - 1) * %s + b) * %d;", real, c_b, L.index, B, Hp)
         a("        %s(pre + (size_t)b * %d, c_prev, tape->cs%d + ((size_t)t * %s + b) * %d, tape->tanh_cs%d + ((size_t)t * %s + b) * %d, h, %s, %s);",
           names.update_train, GHp, L.index, B, Hp, L.index, B, Hp, nb0, nb1)
       else
-        a("        %s(pre + (size_t)b * %d, s->%s[b], s->%s[b], h, %s, %s);", names.update_infer, GHp, c, c, nb0, nb1)
+        a("        %s(pre + (size_t)b * %d, %s, %s, h, %s, %s);", names.update_infer, GHp, c_b, c_b, nb0, nb1)
       end
     else
       a("        %s(pre + (size_t)b * %d, h, %s, %s);", is_train and names.update_train or names.update_infer, GHp, nb0, nb1)
@@ -443,10 +446,10 @@ local function forward_body(ctx, container)
     local L = plan.layers[k]
     local Hp, H = L.padded, L.hidden
     local h, c = cname.state_h(L.index), cname.state_c(L.index)
-    copy_rows(out, "    " .. indent, ctx, string.format("&s->%s[0][0]", h),
+    copy_rows(out, "    " .. indent, ctx, cgen.row(ctx.real, "s->" .. h),
       string.format("%s + (size_t)(T - 1) * %s * %d", dst_of(k, L), B, Hp), B, H, Hp)
     if is_train and L.cell == "lstm" then
-      copy_rows(out, "    " .. indent, ctx, string.format("&s->%s[0][0]", c),
+      copy_rows(out, "    " .. indent, ctx, cgen.row(ctx.real, "s->" .. c),
         string.format("tape->cs%d + (size_t)(T - 1) * %s * %d", L.index, B, Hp), B, H, Hp)
     end
   end

@@ -267,11 +267,11 @@ function M.backward_body(ctx)
       names.activation_backward, grad, ld, ld, D.index, D.padded, D.padded)
     sync("dW and db sum over every row of dpre")
     add("nnrt_share(%d, id, count, &j0, &j1);", D.output)
-    add("%s(%s, tape->dpre, %d, %s, %d, &g->%s[0][0], j0, j1);", names.weight_grad, head_rows, D.padded, input, ld_in, f(D.weight))
+    add("%s(%s, tape->dpre, %d, %s, %d, %s, j0, j1);", names.weight_grad, head_rows, D.padded, input, ld_in, cgen.row(real, "g->" .. f(D.weight)))
     add("nnrt_share(%d, id, count, &nb0, &nb1);", D.NB)
     add("%s(%s, tape->dpre, %d, g->%s, NULL, nb0, nb1);", names.bias_grad, head_rows, D.padded, f(D.bias))
-    add("%s(r1 - r0, tape->dpre + (size_t)r0 * %d, %d, &p->%s[0][0], %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
-      D.padded, D.padded, f(D.weight), dinput, ld_in, ld_in, groups(names.input_grad))
+    add("%s(r1 - r0, tape->dpre + (size_t)r0 * %d, %d, %s, %s + (size_t)r0 * %d, %d, 0, %d);", names.input_grad,
+      D.padded, D.padded, cgen.row("const " .. real, "p->" .. f(D.weight)), dinput, ld_in, ld_in, groups(names.input_grad))
     sync("dpre is free again, every row of the input's gradient is in")
     grad, ld = dinput, ld_in
   end
@@ -323,13 +323,13 @@ function M.backward_body(ctx)
     if L.cell == "rnn" then
       table.insert(args, string.format("tape->hs%d + row * %d", l, Hp))
     elseif L.cell == "lstm" then
-      a("        const %s *c_prev = t == 0 ? tape->c_init%d[b] : tape->cs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      a("        const %s *c_prev = t == 0 ? %s : tape->cs%d + (row - %s) * %d;", real, cgen.row(real, "tape->c_init" .. l, "b", L.hidden), l, B, Hp)
       table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
       table.insert(args, string.format("tape->tanh_cs%d + row * %d", l, Hp))
       table.insert(args, "c_prev")
       table.insert(args, string.format("%s + (size_t)b * %d", carry_c(L), Hp))
     else
-      a("        const %s *h_prev = t == 0 ? tape->h_init%d[b] : tape->hs%d + (row - %s) * %d;", real, l, l, B, Hp)
+      a("        const %s *h_prev = t == 0 ? %s : tape->hs%d + (row - %s) * %d;", real, cgen.row(real, "tape->h_init" .. l, "b", L.hidden), l, B, Hp)
       table.insert(args, string.format("tape->gates%d + row * %d", l, GHp))
       table.insert(args, string.format("tape->hn%d + row * %d", l, Hp))
       table.insert(args, "h_prev")
@@ -341,12 +341,12 @@ function M.backward_body(ctx)
     a("        %s(%s);", names.cell_backward, table.concat(args, ", "))
     a("    }")
     if after_cell then a("    %s", after_cell) end
-    a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[0][0], %s, %d, q0, q1);", names.carry, B, dgates(L), B, dg_stride, dg_stride,
-      f(L.weight_hh), carry(L), Hp)
+    a("    %s(%s, %s + (size_t)t * %s * %d, %d, %s, %s, %d, q0, q1);", names.carry, B, dgates(L), B, dg_stride, dg_stride,
+      cgen.row("const " .. real, "p->" .. f(L.weight_hh)), carry(L), Hp)
     if L.cell == "gru" then
       assert(#ctx.groups[names.carry_n] == #ctx.groups[names.carry], "the two carry products share their k groups")
-      a("    %s(%s, %s + (size_t)t * %s * %d, %d, &p->%s[%d][0], %s, %d, q0, q1);", names.carry_n, B, dhn(L), B, Hp, Hp,
-        f(L.weight_hh), 2 * H, carry(L), Hp)
+      a("    %s(%s, %s + (size_t)t * %s * %d, %d, %s, %s, %d, q0, q1);", names.carry_n, B, dhn(L), B, Hp, Hp,
+        cgen.row("const " .. real, "p->" .. f(L.weight_hh), tostring(2 * H), H), carry(L), Hp)
     end
     a("}")
   end
@@ -365,8 +365,8 @@ function M.backward_body(ctx)
     local ldg = dgates_stride(ctx, L)
     local dst, ldd = "dx", spec.input
     if k > 1 then dst, ldd = incoming[k - 1][1], incoming[k - 1][2] end
-    add("%s%s%s(%s - %s, %s + (size_t)%s * %d, %d, &p->%s[0][0], %s + (size_t)%s * %d, %d, 0, %d);", indent, k == 1 and "if (dx) " or "",
-      names.input_grad, row1, row0, dgates(L), row0, ldg, ldg, f(L.weight_ih), dst, row0, ldd, ldd, groups(names.input_grad))
+    add("%s%s%s(%s - %s, %s + (size_t)%s * %d, %d, %s, %s + (size_t)%s * %d, %d, 0, %d);", indent, k == 1 and "if (dx) " or "",
+      names.input_grad, row1, row0, dgates(L), row0, ldg, ldg, cgen.row("const " .. real, "p->" .. f(L.weight_ih)), dst, row0, ldd, ldd, groups(names.input_grad))
   end
   local function weight_gradients(k)
     local L = plan.layers[k]
@@ -377,18 +377,18 @@ function M.backward_body(ctx)
     add("/* layer %d: weight gradients, each one product over all T*B rows */", l)
     add("nnrt_share(%d, id, count, &j0, &j1);", H)
     add("nnrt_share(%d, id, count, &nb0, &nb1);", L.NB)
-    add("%s(rows, %s, %d, %s, %d, &g->%s[0][0], j0, j1);", names.ih_grad, dg, ldg, input, ld_in, f(L.weight_ih))
+    local g_ih, g_hh = cgen.row(real, "g->" .. f(L.weight_ih)), cgen.row(real, "g->" .. f(L.weight_hh))
+    local g_hn, h_init = cgen.row(real, "g->" .. f(L.weight_hh), tostring(2 * H), H), cgen.row(real, "tape->h_init" .. l)
+    add("%s(rows, %s, %d, %s, %d, %s, j0, j1);", names.ih_grad, dg, ldg, input, ld_in, g_ih)
     -- b_ih and b_hh enter the gates alike: one sum serves both (gru's b_hn apart).
     add("%s(rows, %s, %d, g->%s, %s, nb0, nb1);", names.bias_grad, dg, ldg, f(L.bias_ih),
       L.cell == "gru" and "NULL" or ("g->" .. f(L.bias_hh)))
     add("/* W_hh sees h_{t-1}: the rows of steps t >= 1 pair with hs[t - 1], those of step 0 with h_init */")
-    add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, B, ldg, ldg, l, Hp,
-      f(L.weight_hh))
-    add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[0][0], j0, j1);", names.hh_grad, B, dg, ldg, l, H, f(L.weight_hh))
+    add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, %s, j0, j1);", names.hh_grad, B, dg, B, ldg, ldg, l, Hp, g_hh)
+    add("%s(%s, %s, %d, %s, %d, %s, j0, j1);", names.hh_grad, B, dg, ldg, h_init, H, g_hh)
     if L.cell == "gru" then
-      add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, B, Hp, Hp, l, Hp,
-        f(L.weight_hh), 2 * H)
-      add("%s(%s, %s, %d, &tape->h_init%d[0][0], %d, &g->%s[%d][0], j0, j1);", names.hh_grad_n, B, dn, Hp, l, H, f(L.weight_hh), 2 * H)
+      add("%s(rows - %s, %s + (size_t)%s * %d, %d, tape->hs%d, %d, %s, j0, j1);", names.hh_grad_n, B, dn, B, Hp, Hp, l, Hp, g_hn)
+      add("%s(%s, %s, %d, %s, %d, %s, j0, j1);", names.hh_grad_n, B, dn, Hp, h_init, H, g_hn)
       add("%s(rows, %s, %d, g->%s, NULL, nb0, nb1);", names.bias_grad_rz, dg, ldg, f(L.bias_hh))
       add("%s(rows, %s, %d, g->%s + %d, NULL, nb0, nb1);", names.bias_grad_n, dn, Hp, f(L.bias_hh), 2 * H)
     end
