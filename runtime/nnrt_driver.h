@@ -177,10 +177,10 @@ typedef struct session {
     int64_t nchunks; /* chunks of at most seq_len steps in X: 1 when T <= seq_len */
 } session;
 
-/* Loads W, X and TARGET and allocates what a step needs. Prints what went wrong; returns 0 or
- * an exit code. s must be closed either way. */
+/* Loads W, X and TARGET, allocates what a step needs and starts a team of threads (none for
+ * one). Prints what went wrong; returns 0 or an exit code. s must be closed either way. */
 int session_open(const nnrt_model *m, const char *wpath, const char *xpath, const char *tpath,
-                 session *s);
+                 int threads, session *s);
 void session_close(session *s);
 /* The forward reads the packed weights, the backward the parameters: after loading or changing
  * the parameters, pack them. */

@@ -64,9 +64,8 @@ static int cmd_eval(const nnrt_model *m, const char *const *vals) {
     int rc, threads, status = parse_threads(vals[EVAL_THREADS], &threads);
     if (status == 0) status = check_files("eval", files, COUNT(files), NULL, NULL);
     if (status != 0) return status;
-    status = session_open(m, vals[EVAL_WEIGHTS], xpath, vals[EVAL_TARGET], &s);
+    status = session_open(m, vals[EVAL_WEIGHTS], xpath, vals[EVAL_TARGET], threads, &s);
     if (status == 0) status = session_check_stream(&s, xpath);
-    if (status == 0) status = open_team(threads, &s.team);
     if (status != 0) goto done;
     losses = malloc((size_t)s.nchunks * sizeof *losses);
     steps = malloc((size_t)s.nchunks * sizeof *steps);

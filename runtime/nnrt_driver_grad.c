@@ -35,8 +35,7 @@ static int cmd_grad(const nnrt_model *m, const char *const *vals) {
     int rc, threads, status = parse_threads(vals[GRAD_THREADS], &threads);
     if (status == 0) status = check_files("grad", files, COUNT(files), NULL, NULL);
     if (status != 0) return status;
-    status = session_open(m, vals[GRAD_WEIGHTS], xpath, vals[GRAD_TARGET], &s);
-    if (status == 0) status = open_team(threads, &s.team);
+    status = session_open(m, vals[GRAD_WEIGHTS], xpath, vals[GRAD_TARGET], threads, &s);
     if (status != 0) goto done;
     if (s.d.T > m->seq_len) {
         report("%s: T = %" PRId64 " steps is more than seq_len %d: grad takes one sequence of at "

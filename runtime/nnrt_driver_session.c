@@ -115,8 +115,8 @@ void session_pack(session *s) { s->m->pack(s->params, s->weights); }
 
 /* Loads W, X and TARGET and allocates what a step needs. Prints what went wrong; returns 0 or
  * an exit code. s must be closed either way. */
-int session_open(const nnrt_model *m, const char *wpath, const char *xpath,
-                        const char *tpath, session *s) {
+int session_open(const nnrt_model *m, const char *wpath, const char *xpath, const char *tpath,
+                 int threads, session *s) {
     memset(s, 0, sizeof *s);
     s->m = m;
     if (!m->forward_train_mt || !m->loss || !m->backward_mt || m->tape_bytes == 0 ||
@@ -146,7 +146,7 @@ int session_open(const nnrt_model *m, const char *wpath, const char *xpath,
     int status = load_data(m, xpath, tpath, &s->d);
     if (status != 0) return status;
     s->nchunks = 1 + (s->d.T - 1) / m->seq_len;
-    return 0;
+    return open_team(threads, &s->team);
 }
 
 int session_check_stream(const session *s, const char *xpath) {

@@ -344,9 +344,8 @@ static int cmd_train(const nnrt_model *m, const char *const *vals) {
     nnrt_optim o = {0};
     stream_file f = {0};
     progress p = {0};
-    if ((status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], &s)) != 0)
-        goto done;
-    if ((status = open_team(c.threads, &s.team)) != 0) goto done;
+    status = session_open(m, vals[TRAIN_WEIGHTS], xpath, vals[TRAIN_TARGET], c.threads, &s);
+    if (status != 0) goto done;
     if ((status = session_check_stream(&s, xpath)) != 0) goto done;
     if ((rc = nnrt_optim_init(&o, &c.optim, m->dtype, m->num_params)) != NNRT_OK) {
         report("%s", nnrt_last_error());
