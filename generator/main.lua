@@ -196,8 +196,7 @@ local function passes(host, spec, backend, dir, dump_pass, with_runtime)
 end
 
 local function run_passes(host, opts)
-  local source, why = host.read_file(opts.spec)
-  if not source then errors.raise("rnnc: cannot read spec: " .. why) end
+  local source = spec_pass.read(host, opts.spec)
   local spec = spec_pass.parse(host, opts.spec, source)
   if opts.name then
     local problem = spec_pass.name_problem(opts.name)

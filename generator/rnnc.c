@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +41,6 @@
 static struct {
     size_t used;  /* bytes currently allocated by the Lua state */
     size_t limit; /* 0: unlimited; otherwise refuse growth past it */
-    int tripped;  /* the limit refused an allocation */
 } memory;
 
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -52,16 +52,14 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         memory.used -= old;
         return NULL;
     }
-    if (memory.limit && nsize > old && memory.used + (nsize - old) > memory.limit) {
-        memory.tripped = 1;
-        return NULL; /* Lua raises "not enough memory" */
-    }
+    if (memory.limit && nsize > old && memory.used + (nsize - old) > memory.limit)
+        return NULL; /* Lua collects garbage and retries, then raises "not enough memory" */
     void *grown = realloc(ptr, nsize);
     if (grown) memory.used = memory.used - old + nsize;
     return grown;
 }
 
-/* ---- Instruction limit -------------------------------------------------------------------- */
+/* ---- Instruction limit and deadline --------------------------------------------------------- */
 
 #define HOOK_EVERY 1000 /* instructions between count-hook calls */
 
@@ -70,40 +68,119 @@ static struct {
     int tripped;
 } instructions;
 
+/* The deadline: SIGALRM sets the flag and asks for the hook at the very next instruction (what
+ * lua.c does for Ctrl-C; lua_sethook may be called from a signal handler). A C function that
+ * loops without running Lua code is not interrupted, so the sandbox exposes none whose single
+ * call can run long (generator/sandbox.lua); between calls the deadline catches what the
+ * instruction count cannot see: instructions that each cost much (concatenating long strings). */
+static lua_State *sandboxed;               /* the state running a sandboxed call, or NULL */
+static volatile sig_atomic_t deadline_passed;
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     instructions.budget -= HOOK_EVERY;
+    if (deadline_passed) {
+        lua_pushliteral(L, "time limit exceeded");
+        lua_error(L);
+    }
     if (instructions.budget < 0) {
         instructions.tripped = 1;
-        luaL_error(L, "instruction limit exceeded");
+        lua_pushliteral(L, "instruction limit exceeded");
+        lua_error(L);
     }
 }
 
-/* host.sandbox(fn, arg, max_instructions, max_bytes) -> ok, value_or_error, limit
- * Calls fn(arg) under both limits. limit is "instructions", "memory" or nil. */
+static void on_deadline(int sig)
+{
+    (void)sig;
+    deadline_passed = 1;
+    if (sandboxed) lua_sethook(sandboxed, count_hook, LUA_MASKCOUNT, 1);
+}
+
+static void arm_deadline(double seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_deadline;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval timer = {{0, 0}, {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)}};
+    if (timer.it_value.tv_sec == 0 && timer.it_value.tv_usec == 0) timer.it_value.tv_usec = 1;
+    setitimer(ITIMER_REAL, &timer, NULL);
+}
+
+static void disarm_deadline(void)
+{
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
+}
+
+/* Message handler of the sandboxed call: a string error without the position of the sandboxed
+ * chunk (raised by a C function or by the sandbox's own Lua helpers) gets the line of the
+ * innermost frame of that chunk, so every error names the spec's line; error(value) with a
+ * value that is not a string becomes a message saying so. upvalue 1: the chunk's short_src. */
+static int sandbox_handler(lua_State *L)
+{
+    const char *src = lua_tostring(L, lua_upvalueindex(1));
+    if (lua_type(L, 1) != LUA_TSTRING) {          /* error(t): say what it was */
+        lua_pushfstring(L, "error called with a %s value", luaL_typename(L, 1)); /* err msg */
+        lua_replace(L, 1);                        /* msg */
+    }
+    const char *msg = lua_tostring(L, 1);
+    size_t n = strlen(src);
+    if (strncmp(msg, src, n) == 0 && msg[n] == ':') return 1;   /* already positioned */
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar)) break;
+        if (ar.currentline > 0 && strcmp(ar.short_src, src) == 0) {
+            lua_pushfstring(L, "%s:%d: %s", src, ar.currentline, msg); /* msg positioned */
+            return 1;
+        }
+    }
+    return 1;
+}
+
+/* host.sandbox(fn, arg, max_instructions, max_bytes, max_seconds) -> ok, value_or_error, limit
+ * Calls fn(arg) under the three limits. limit is "instructions", "memory", "time" or nil. */
 static int host_sandbox(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_Integer max_instructions = luaL_checkinteger(L, 3);
     lua_Integer max_bytes = luaL_checkinteger(L, 4);
+    lua_Number max_seconds = luaL_checknumber(L, 5);
     lua_settop(L, 2);                             /* fn arg */
+    lua_Debug ar;
+    lua_pushvalue(L, 1);                          /* fn arg fn */
+    lua_getinfo(L, ">S", &ar);                    /* fn arg */
+    lua_pushstring(L, ar.short_src);              /* fn arg src */
+    lua_pushcclosure(L, sandbox_handler, 1);      /* fn arg handler */
+    lua_insert(L, 1);                             /* handler fn arg */
     instructions.budget = max_instructions;
     instructions.tripped = 0;
-    memory.tripped = 0;
+    deadline_passed = 0;
     memory.limit = memory.used + (size_t)max_bytes;
+    sandboxed = L;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
-    int status = lua_pcall(L, 1, 1, 0);           /* result_or_error */
+    arm_deadline(max_seconds);
+    int status = lua_pcall(L, 1, 1, 1);           /* handler result_or_error */
+    disarm_deadline();
+    sandboxed = NULL;
     lua_sethook(L, NULL, 0, 0);
     memory.limit = 0;
-    lua_pushboolean(L, status == LUA_OK);         /* result ok */
-    lua_insert(L, -2);                            /* ok result */
-    if (instructions.tripped)
-        lua_pushliteral(L, "instructions");       /* ok result limit */
-    else if (memory.tripped)
-        lua_pushliteral(L, "memory");             /* ok result limit */
+    lua_pushboolean(L, status == LUA_OK);         /* handler result ok */
+    lua_insert(L, -2);                            /* handler ok result */
+    if (status == LUA_OK)
+        lua_pushnil(L);                           /* handler ok result nil */
+    else if (status == LUA_ERRMEM)
+        lua_pushliteral(L, "memory");             /* handler ok result limit */
+    else if (instructions.tripped)
+        lua_pushliteral(L, "instructions");       /* handler ok result limit */
+    else if (deadline_passed)
+        lua_pushliteral(L, "time");               /* handler ok result limit */
     else
-        lua_pushnil(L);                           /* ok result nil */
+        lua_pushnil(L);                           /* handler ok result nil */
     return 3;
 }
 
@@ -123,26 +200,55 @@ static int host_source(lua_State *L)
     return 1;
 }
 
-/* host.read_file(path) -> data | nil, message */
+/* host.read_file(path [, max_bytes]) -> data | nil, message
+ * Reads a regular file whole: anything else (a directory, a device such as /dev/zero, a FIFO)
+ * is refused before it is read. The file is checked before opening and opened non-blocking, so
+ * a FIFO cannot block rnnc, then checked again on the descriptor (the path may have changed in
+ * between). With max_bytes, a longer file is refused without reading past the limit. */
 static int host_read_file(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
+    lua_Integer max_bytes = luaL_optinteger(L, 2, 0);
+    struct stat st;
+    const char *why = NULL;
+    int fd = -1;
+    if (stat(path, &st) != 0) why = strerror(errno);
+    else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+    else if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) why = strerror(errno);
+    else if (fstat(fd, &st) != 0) why = strerror(errno);
+    else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+    if (why) {
+        if (fd >= 0) close(fd);
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno)); /* nil message */
+        lua_pushfstring(L, "%s: %s", path, why); /* nil message */
         return 2;
     }
     luaL_Buffer buf;
     luaL_buffinit(L, &buf);
     char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) luaL_addlstring(&buf, chunk, n);
-    int failed = ferror(fp);
-    fclose(fp);
-    if (failed) {
+    ssize_t n;
+    long long total = 0;
+    int too_long = 0;
+    while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        total += n;
+        if (max_bytes > 0 && total > max_bytes) {
+            too_long = 1;
+            break;
+        }
+        luaL_addlstring(&buf, chunk, (size_t)n);
+    }
+    int failed = n < 0;
+    close(fd);
+    if (failed || too_long) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: read error", path); /* ... nil message */
+        if (too_long)
+            lua_pushfstring(L, "%s: larger than %I bytes", path, max_bytes); /* ... nil message */
+        else
+            lua_pushfstring(L, "%s: read error", path); /* ... nil message */
         return 2;
     }
     luaL_pushresult(&buf);                        /* data */
@@ -454,6 +560,68 @@ static int host_kill(lua_State *L)
     return 0;
 }
 
+/* ---- Text for the terminal ----------------------------------------------------------------- */
+
+/* Text from a spec, a path or a file reaches the terminal only through this rule (the runtime's
+ * nnrt__printable applies it to what it reads from files): control characters (C0 but the line
+ * break, DEL, C1), malformed UTF-8 and the bidirectional overrides could forge lines of output or
+ * drive the terminal, so each becomes '?'. Printable ASCII and well-formed UTF-8 stay, so a path
+ * such as /home/josé/ still reads as itself. Returns the bytes of the sequence at p to keep, or 0
+ * for a byte that becomes '?'. */
+static size_t printable_length(const unsigned char *p, size_t n)
+{
+    if (p[0] == '\n' || (p[0] >= 0x20 && p[0] < 0x7f)) return 1;
+    if (p[0] < 0xc2 || p[0] > 0xf4) return 0;     /* control, DEL, continuation, overlong, > U+10FFFF */
+    size_t k = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+    if (n < k) return 0;
+    uint32_t cp = p[0] & (0x7f >> k);
+    for (size_t i = 1; i < k; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    if (cp < 0xa0) return 0;                      /* C1 controls (U+0085, CSI U+009B, ...) */
+    if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029)
+        return 0;                                 /* bidi overrides and isolates, line separators */
+    return k;
+}
+
+/* Pushes text after the rule above. */
+static void push_printable(lua_State *L, const char *text, size_t len)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len;) {
+        size_t k = printable_length((const unsigned char *)text + i, len - i);
+        if (k == 0) {
+            luaL_addchar(&b, '?');
+            i++;
+        } else {
+            luaL_addlstring(&b, text + i, k);
+            i += k;
+        }
+    }
+    luaL_pushresult(&b);                          /* clean */
+}
+
+/* host.printable(text) -> text with every control character and malformed byte replaced by '?' */
+static int host_printable(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    push_printable(L, text, len);                 /* text clean */
+    return 1;
+}
+
+/* Prints text to stderr after the rule above, and a line break. */
+static void print_message(lua_State *L, const char *text, size_t len)
+{
+    push_printable(L, text, len);                 /* ... clean */
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);                                /* ... */
+}
+
 /* ---- Hashes ------------------------------------------------------------------------------- */
 
 /* FNV-1a, 64 bits: cache keys, not security. */
@@ -507,6 +675,7 @@ static const luaL_Reg host_functions[] = {
     {"cpus", host_cpus},               {"spawn", host_spawn},
     {"wait", host_wait},               {"kill", host_kill},
     {"hash", host_hash},               {"generator_hash", host_generator_hash},
+    {"printable", host_printable},
     {NULL, NULL}};
 
 /* ---- Loading the generator's modules from the embedded sources ------------------------------ */
@@ -596,11 +765,15 @@ static int run(lua_State *L, int argc, char **argv)
         int code = 1;
         if (lua_getfield(L, -1, "exit_code") == LUA_TNUMBER) code = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);                            /* handler err */
-        fprintf(stderr, "%s\n", luaL_tolstring(L, -1, NULL));
+        size_t len;
+        const char *text = luaL_tolstring(L, -1, &len); /* handler err text */
+        print_message(L, text, len);
         return code;
     }
-    fprintf(stderr, "rnnc: internal error (a bug in rnnc, please report it):\n%s\n",
-            lua_tostring(L, -1));
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    fprintf(stderr, "rnnc: internal error (a bug in rnnc, please report it):\n");
+    print_message(L, text, len);
     return 2;
 }
 

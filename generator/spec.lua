@@ -4,10 +4,15 @@
 --   spec.variant(host, path, source, assignments) -> spec | nil, messages   (rnnc tune --vary)
 --   spec.source(spec, comment) -> the text of an equivalent spec (what rnnc tune writes)
 --
--- A spec is Lua evaluated with only the model constructors and pure helpers visible, under an
--- instruction limit and a memory limit. Every problem is collected with the line of the
--- offending constructor or field, then reported together as FILE:LINE: error: ...
+-- A spec is Lua evaluated with only the model constructors and pure helpers visible
+-- (generator/sandbox.lua), under an instruction limit, a memory limit and a deadline. Every
+-- problem is collected with the line of the offending constructor or field, then reported
+-- together as FILE:LINE: error: ... The validator trusts nothing about the values the spec
+-- returned (types, shapes, sizes, text): each check costs at most a bounded amount per value, and
+-- at most MAX_REPORTED problems are worded.
 local errors = require("rnnc.errors")
+local hint = require("rnnc.hint")
+local sandbox = require("rnnc.sandbox")
 
 local M = {}
 
@@ -24,6 +29,9 @@ M.LIMITS = {
 }
 M.INSTRUCTION_LIMIT = 20000000
 M.MEMORY_LIMIT = 64 << 20
+M.TIME_LIMIT = 5             -- seconds of wall-clock time for evaluating a spec
+M.MAX_SOURCE_BYTES = 1 << 20 -- a spec file
+M.MAX_REPORTED = 50          -- problems worded in one report (the count covers every one)
 
 M.CELLS = { "rnn", "gru", "lstm" }
 M.RNN_ACTIVATIONS = { "tanh", "relu" }
@@ -61,6 +69,35 @@ for word in ([[auto break case char const continue default do double else enum e
   C_KEYWORDS[word] = true
 end
 
+-- Names whose generated files would clash with what they are compiled or imported with. The
+-- build compiles with -I DIR, so DIR/<name>.h shadows any system header of that name that the
+-- generated code, nnrt.h, or the headers they include (directly or through a backend, on every
+-- ISA) read with #include <name.h>; DIR/<name>.py shadows the modules <name>.py imports. And
+-- <name>_init, <name>_load are macros of <stdatomic.h> (--isa multi) for the name atomic.
+-- tests/test_hostile.c derives the headers and identifiers from the sources and the compiler.
+local SYSTEM_HEADERS = {}
+for word in ([[assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal
+  stdalign stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath threads time
+  uchar wchar wctype features alloca endian sleef mm_malloc mm3dnow]]):gmatch("[%w_]+") do
+  SYSTEM_HEADERS[word] = "the system header <" .. word .. ".h>"
+end
+local HEADER_PATTERNS = { "intrin$", "^arm_" } -- <immintrin.h> and the headers it includes; <arm_neon.h>, ...
+local PYTHON_MODULES = { "json", "math", "os", "struct", "tempfile", "torch" } -- what <name>.py imports
+local CLASHING_PREFIXES = { atomic = "the macros atomic_init and atomic_load of <stdatomic.h>" }
+
+-- What the name would clash with, or nil.
+local function name_clash(name)
+  if SYSTEM_HEADERS[name] then return name .. ".h would shadow " .. SYSTEM_HEADERS[name] end
+  for _, p in ipairs(HEADER_PATTERNS) do
+    if name:find(p) then return name .. ".h would shadow the system header <" .. name .. ".h>" end
+  end
+  for _, module in ipairs(PYTHON_MODULES) do
+    if name == module then return name .. ".py would shadow the Python module " .. module .. " that it imports" end
+  end
+  if CLASHING_PREFIXES[name] then return "its functions " .. name .. "_init, " .. name .. "_load would clash with " .. CLASHING_PREFIXES[name] end
+  return nil
+end
+
 local function contains(list, value)
   for _, v in ipairs(list) do
     if v == value then return true end
@@ -72,119 +109,82 @@ local function one_of(list)
   return "expected one of: " .. table.concat(list, ", ")
 end
 
--- Edit distance, for "did you mean" hints.
-local function distance(a, b)
-  local previous = {}
-  for j = 0, #b do previous[j] = j end
-  for i = 1, #a do
-    local current = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      current[j] = math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-    end
-    previous = current
-  end
-  return previous[#b]
-end
+local closest = hint.closest
 
-local function closest(word, candidates)
-  local best, best_distance = nil, 3
-  for _, candidate in ipairs(candidates) do
-    local d = distance(word, candidate)
-    if d < best_distance then best, best_distance = candidate, d end
+-- A value in a message: strings quoted on one line and cut, tokens by what made them.
+local function describe(value, objects, undefined)
+  local t = type(value)
+  if t == "string" then return hint.quote(value) end
+  if t == "table" then
+    local object = objects and objects[value]
+    if object then return object.constructor .. "(...)" end
+    local name = undefined and undefined[value]
+    if name then return hint.name(name.name) .. " (not defined)" end
+    return "a table"
   end
-  return best
-end
-
-local function describe(value)
-  if type(value) == "string" then return string.format("%q", value) end
-  if type(value) == "table" and value.constructor then return value.constructor .. "(...)" end
+  if t == "function" then return "a function" end
   return tostring(value)
-end
-
--- ---- The sandbox ------------------------------------------------------------------------------
-
-local function copy_library(library, except)
-  local copy = {}
-  for k, v in pairs(library) do
-    if not (except and except[k]) then copy[k] = v end
-  end
-  return copy
-end
-
--- The line of the spec that called a constructor (nil when unknown).
-local function caller_line()
-  local info = debug.getinfo(3, "l")
-  return info and info.currentline > 0 and info.currentline or nil
-end
-
--- `return model { ... }` is a tail call, which leaves no caller frame to ask: find the line.
-local function model_line(lines)
-  for _, pattern in ipairs({ "%f[%w_]return%s+model%s*[{(]", "%f[%w_]model%s*[{(]" }) do
-    for i, text in ipairs(lines) do
-      if text:gsub("%-%-.*$", ""):find(pattern) then return i end
-    end
-  end
-  return 1
-end
-
-local function make_environment(state, lines)
-  local env = {
-    math = copy_library(math, { random = true, randomseed = true }),
-    string = copy_library(string, { dump = true }),
-    table = copy_library(table),
-    utf8 = copy_library(utf8),
-    ipairs = ipairs, pairs = pairs, next = next, select = select, type = type,
-    tostring = tostring, tonumber = tonumber, error = error, assert = assert,
-  }
-  local function layer(cell)
-    return function(...)
-      return { constructor = cell, kind = "recurrent", args = table.pack(...), line = caller_line() }
-    end
-  end
-  env.rnn, env.gru, env.lstm = layer("rnn"), layer("gru"), layer("lstm")
-  env.dense = function(...)
-    return { constructor = "dense", kind = "dense", args = table.pack(...), line = caller_line() }
-  end
-  env.model = function(fields)
-    local line = caller_line() or model_line(lines)
-    if state.model then
-      table.insert(state.problems, { line = line, message = "model { ... } is called more than once" })
-    end
-    state.model = { fields = fields, line = line }
-    return state.model
-  end
-  return env
 end
 
 -- ---- Validation -------------------------------------------------------------------------------
 
--- The line where the n-th (default first) `field =` is written from line `from` on (tables keep
--- no lines).
-local function field_line(lines, field, from, n)
-  n = n or 1
-  for i = from, #lines do
-    local text = lines[i]:gsub("%-%-.*$", "")
-    for _ in text:gmatch("%f[%w_]" .. field .. "%s*=") do
-      n = n - 1
-      if n == 0 then return i end
+-- Where each `word =` is written: word -> ascending list of lines (tables keep no lines). One
+-- pass over the source, so looking a field up costs a binary search, whatever the spec holds.
+local function field_index(lines)
+  local index = {}
+  for i, text in ipairs(lines) do
+    text = text:gsub("%-%-.*$", "")
+    for word, after in text:gmatch("%f[%w_]([%a_][%w_]*)%s*=(.?)") do
+      if after ~= "=" then
+        local list = index[word]
+        if not list then
+          list = {}
+          index[word] = list
+        end
+        list[#list + 1] = i
+      end
     end
   end
-  return from
+  return index
+end
+
+-- The line where the n-th (default first) `field =` is written from line `from` on, or from.
+local function field_line(index, field, from, n)
+  local list = type(field) == "string" and index[field]
+  if not list then return from end
+  local lo, hi = 1, #list + 1 -- the first entry >= from
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    if list[mid] < from then lo = mid + 1 else hi = mid end
+  end
+  return list[lo + (n or 1) - 1] or from
 end
 
 local Checker = {}
 Checker.__index = Checker
 
+-- A checker over the tokens of one evaluation (state.objects, state.undefined).
+local function new_checker(state)
+  return setmetatable({ problems = state.problems, objects = state.objects or {}, undefined = state.undefined or {} },
+    Checker)
+end
+
 function Checker:fail(line, message, ...)
   table.insert(self.problems, { line = line, message = string.format(message, ...) })
+end
+
+function Checker:describe(value) return describe(value, self.objects, self.undefined) end
+
+-- A table the spec wrote (not a token of a constructor, of model or of an undefined name).
+function Checker:plain_table(value)
+  return type(value) == "table" and not self.objects[value] and not self.undefined[value]
 end
 
 -- A positive integer up to limit, or nil after reporting what is wrong.
 function Checker:size(value, limit, line, what)
   local n = math.type(value) == "float" and math.tointeger(value) or value
   if math.type(n) ~= "integer" or n < 1 then
-    self:fail(line, "%s must be a positive integer, got %s", what, describe(value))
+    self:fail(line, "%s must be a positive integer, got %s", what, self:describe(value))
   elseif n > limit then
     self:fail(line, "%s must be at most %d, got %d", what, limit, n)
   else
@@ -195,20 +195,26 @@ end
 function Checker:choice(value, list, line, what, default)
   if value == nil then return default end
   if type(value) ~= "string" or not contains(list, value) then
-    local hint = type(value) == "string" and closest(value, list)
-    self:fail(line, "%s: unknown value %s; %s%s", what, describe(value), one_of(list),
-      hint and string.format(" (did you mean %q?)", hint) or "")
+    self:fail(line, "%s: unknown value %s; %s%s", what, self:describe(value), one_of(list), hint.did_you_mean(value, list, '"'))
     return nil
   end
   return value
 end
 
-function Checker:recurrent_layer(index, item, fallback_line)
-  if type(item) ~= "table" or item.kind ~= "recurrent" then
-    self:fail(type(item) == "table" and item.line or fallback_line,
-      "recurrent[%d] must be rnn(H), gru(H) or lstm(H), got %s", index, describe(item))
-    return nil
+-- The constructor's record of a list item of the given kind, or nil after reporting what is
+-- wrong (an undefined name has its own report).
+function Checker:layer_item(item, kind, line, message, index)
+  local object = self.objects[item]
+  if object and object.kind == kind then return object end
+  if not self.undefined[item] then
+    self:fail(object and object.line or line, message, index, self:describe(item))
   end
+  return nil
+end
+
+function Checker:recurrent_layer(index, item, fallback_line)
+  item = self:layer_item(item, "recurrent", fallback_line, "recurrent[%d] must be rnn(H), gru(H) or lstm(H), got %s", index)
+  if not item then return nil end
   local what = string.format("layer %d (%s)", index, item.constructor)
   local args = item.args
   local max_args = item.constructor == "rnn" and 2 or 1
@@ -225,11 +231,8 @@ function Checker:recurrent_layer(index, item, fallback_line)
 end
 
 function Checker:head_layer(index, item, fallback_line)
-  if type(item) ~= "table" or item.kind ~= "dense" then
-    self:fail(type(item) == "table" and item.line or fallback_line,
-      "head[%d] must be dense(size [, activation]), got %s", index, describe(item))
-    return nil
-  end
+  item = self:layer_item(item, "dense", fallback_line, "head[%d] must be dense(size [, activation]), got %s", index)
+  if not item then return nil end
   local what = string.format("head layer %d (dense)", index)
   if item.args.n > 2 then
     self:fail(item.line, "%s: takes a size and an activation, got %d arguments", what, item.args.n)
@@ -241,43 +244,99 @@ function Checker:head_layer(index, item, fallback_line)
   }
 end
 
+-- A list { a, b, ... }: its items in order, or {} after reporting what is wrong. A nil entry (a
+-- misspelt local, a hole) is an error, not a shorter list. Costs one pass over the keys.
 function Checker:list(value, line, what, limit, required)
   if value == nil then
     if required then self:fail(line, "%s is required", what) end
     return {}
   end
-  if type(value) ~= "table" or value.kind then
-    self:fail(line, "%s must be a list { ... }, got %s", what, describe(value))
+  if not self:plain_table(value) then
+    if not self.undefined[value] then self:fail(line, "%s must be a list { ... }, got %s", what, self:describe(value)) end
     return {}
   end
-  local n = #value
+  local count, last, bad = 0, 0, nil
   for k in pairs(value) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then
-      self:fail(line, "%s must be a plain list, found key %s", what, describe(k))
-      return {}
+    if math.type(k) == "integer" and k >= 1 then
+      count = count + 1
+      if k > last then last = k end
+    elseif bad == nil then
+      bad = k
     end
   end
-  if required and n == 0 then self:fail(line, "%s must hold at least one layer", what) end
-  if n > limit then self:fail(line, "%s holds %d layers; at most %d are supported", what, n, limit) end
+  if bad ~= nil then
+    self:fail(line, "%s must be a plain list, found key %s", what, self:describe(bad))
+    return {}
+  end
+  if last > limit then
+    self:fail(line, "%s holds %d layers; at most %d are supported", what, last, limit)
+    return {}
+  end
+  if count < last then -- holes: the first one lies within the first count + 1 entries
+    for i = 1, last do
+      if value[i] == nil then
+        self:fail(line, "%s[%d] is nil (a misspelt or undefined variable?); the list holds %d entr%s", what, i, last,
+          last == 1 and "y" or "ies")
+        return {}
+      end
+    end
+  end
+  if required and last == 0 then self:fail(line, "%s must hold at least one layer", what) end
   return value
 end
 
--- Each key of t must be one of names; reports the others (at line_of(key), or line).
+-- A total order on keys of any type, for stable messages (tables and functions tie).
+local function key_before(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then return ta < tb end
+  if ta == "string" or ta == "number" then return a < b end
+  if ta == "boolean" then return not a and b end
+  return false
+end
+
+-- Each key of t must be one of names; reports the others (at line_of(key), or line): at most
+-- MAX_REPORTED of them, the first ones in key order, then how many more there are. One pass over
+-- the keys, each costing at most MAX_REPORTED comparisons.
 function Checker:known_keys(t, names, line, what, line_of)
+  local unknown, more = {}, 0
   for key in pairs(t) do
     if type(key) ~= "string" or not contains(names, key) then
-      local hint = type(key) == "string" and closest(key, names)
-      self:fail(line_of and type(key) == "string" and line_of(key) or line, "%s: unknown field %s%s; expected one of: %s",
-        what, describe(key), hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(names, ", "))
+      local n = #unknown
+      if n == M.MAX_REPORTED and not key_before(key, unknown[n]) then
+        more = more + 1
+      else
+        if n == M.MAX_REPORTED then
+          unknown[n] = nil
+          more = more + 1
+          n = n - 1
+        end
+        local i = n + 1
+        while i > 1 and key_before(key, unknown[i - 1]) do
+          unknown[i] = unknown[i - 1]
+          i = i - 1
+        end
+        unknown[i] = key
+      end
     end
   end
+  for _, key in ipairs(unknown) do
+    local at = line_of and type(key) == "string" and line_of(key) or line
+    if what then
+      self:fail(at, "%s: unknown field %s%s; expected one of: %s", what, self:describe(key), hint.did_you_mean(key, names),
+        table.concat(names, ", "))
+    else
+      self:fail(at, "unknown field %s%s; the fields are: %s", self:describe(key), hint.did_you_mean(key, names),
+        table.concat(names, ", "))
+    end
+  end
+  if more > 0 then self:fail(line, "%s%d more unknown fields", what and what .. ": " or "", more) end
 end
 
 -- The knobs of one product: { rb, jb, unroll } (each may be absent). rows: the rows the product
 -- sees; K: the length of its loop over inputs.
 function Checker:knobs(value, line, what, rows, K)
-  if type(value) ~= "table" or value.kind then
-    self:fail(line, "%s must be a table { rb = ..., jb = ..., unroll = ... }, got %s", what, describe(value))
+  if not self:plain_table(value) then
+    self:fail(line, "%s must be a table { rb = ..., jb = ..., unroll = ... }, got %s", what, self:describe(value))
     return {}
   end
   self:known_keys(value, M.KNOBS, line, what)
@@ -288,9 +347,9 @@ function Checker:knobs(value, line, what, rows, K)
 end
 
 -- tuning = { isa = ..., layers = { per recurrent layer { input_seq = knobs, ... } }, heads = {...} }
-function Checker:tuning(value, line, lines, spec)
-  if type(value) ~= "table" or value.kind then
-    self:fail(line, "tuning must be a table { isa = ..., layers = { ... }, heads = { ... } }, got %s", describe(value))
+function Checker:tuning(value, line, index, spec)
+  if not self:plain_table(value) then
+    self:fail(line, "tuning must be a table { isa = ..., layers = { ... }, heads = { ... } }, got %s", self:describe(value))
     return nil
   end
   self:known_keys(value, M.TUNING_FIELDS, line, "tuning")
@@ -310,7 +369,7 @@ function Checker:tuning(value, line, lines, spec)
   end
   for _, list in ipairs({ { "layers", M.LAYER_PRODUCTS, "recurrent layers" }, { "heads", M.HEAD_PRODUCTS, "head layers" } }) do
     local name, products, noun = list[1], list[2], list[3]
-    local list_line = field_line(lines, name, line)
+    local list_line = field_line(index, name, line)
     local problems = #self.problems
     local entries = self:list(value[name], list_line, "tuning." .. name, math.huge, false)
     if value[name] ~= nil and #self.problems == problems and #entries ~= #shapes[name] then
@@ -320,13 +379,13 @@ function Checker:tuning(value, line, lines, spec)
       local seen = {} -- key -> entries so far that set it: the n-th `key =` in the text is theirs
       local function line_of(key)
         seen[key] = (seen[key] or 0) + 1
-        return field_line(lines, key, list_line, seen[key])
+        return field_line(index, key, list_line, seen[key])
       end
       for i, entry in ipairs(entries) do
         local what = string.format("tuning.%s[%d]", name, i)
         tuning[name][i] = {}
-        if type(entry) ~= "table" or entry.kind then
-          self:fail(list_line, "%s must be a table { %s = { ... }, ... }, got %s", what, products[1], describe(entry))
+        if not self:plain_table(entry) then
+          self:fail(list_line, "%s must be a table { %s = { ... }, ... }, got %s", what, products[1], self:describe(entry))
         else
           self:known_keys(entry, products, list_line, what, line_of)
           for _, product in ipairs(products) do
@@ -344,7 +403,7 @@ end
 
 -- Whether name can prefix the generated C: nil, or the reason it cannot.
 function M.name_problem(value)
-  local check = setmetatable({ problems = {} }, Checker)
+  local check = new_checker({ problems = {} })
   check:name(value, 0)
   return check.problems[1] and check.problems[1].message
 end
@@ -353,34 +412,35 @@ function Checker:name(value, line)
   if value == nil then
     self:fail(line, "name is required (the C prefix of the generated code, e.g. name = \"sine\")")
   elseif type(value) ~= "string" or not value:match("^[a-z][a-z0-9_]*$") then
-    self:fail(line, "name must be a C identifier of the form [a-z][a-z0-9_]*, got %s", describe(value))
+    self:fail(line, "name must be a C identifier of the form [a-z][a-z0-9_]*, got %s", self:describe(value))
   elseif #value > 48 then
     self:fail(line, "name must be at most 48 characters, got %d", #value)
   elseif C_KEYWORDS[value] then
     self:fail(line, "name %q is a C keyword; choose another", value)
   elseif value:match("^nnrt") then
     self:fail(line, "name %q would clash with the runtime's nnrt_ prefix", value)
+  elseif name_clash(value) then
+    self:fail(line, "name %q cannot be used: the generated %s; choose another name", value, name_clash(value))
   else
     return value
   end
 end
 
-local function validate(model, lines, path)
-  local problems = {}
-  local check = setmetatable({ problems = problems }, Checker)
+-- The validated spec, or nil and the problems (appended to state.problems).
+local function validate(state, lines, path)
+  local model = state.model
+  local problems = state.problems
+  local check = new_checker(state)
   local fields = model.fields
-  if type(fields) ~= "table" then
-    check:fail(model.line, "model expects a table: model { name = ..., ... }, got %s", describe(fields))
+  if not check:plain_table(fields) then
+    if not check.undefined[fields] then
+      check:fail(model.line, "model expects a table: model { name = ..., ... }, got %s", check:describe(fields))
+    end
     return nil, problems
   end
-  local function line_of(field) return field_line(lines, field, model.line) end
-  for key in pairs(fields) do
-    if type(key) ~= "string" or not contains(M.FIELDS, key) then
-      local hint = type(key) == "string" and closest(key, M.FIELDS)
-      check:fail(type(key) == "string" and line_of(key) or model.line, "unknown field %s%s; the fields are: %s",
-        describe(key), hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(M.FIELDS, ", "))
-    end
-  end
+  local index = field_index(lines)
+  local function line_of(field) return field_line(index, field, model.line) end
+  check:known_keys(fields, M.FIELDS, model.line, nil, line_of)
   local spec = { path = path, line = model.line }
   spec.name = check:name(fields.name, line_of("name"))
   local function required(field, hint)
@@ -408,7 +468,7 @@ local function validate(model, lines, path)
     spec.head[i] = check:head_layer(i, item, head_line) or false
   end
   if #problems > 0 then return nil, problems end
-  if fields.tuning ~= nil then spec.tuning = check:tuning(fields.tuning, line_of("tuning"), lines, spec) end
+  if fields.tuning ~= nil then spec.tuning = check:tuning(fields.tuning, line_of("tuning"), index, spec) end
   if #problems > 0 then return nil, problems end
 
   -- Whole-model checks, once every part is valid.
@@ -447,84 +507,22 @@ local function validate(model, lines, path)
   return spec
 end
 
--- ---- Evaluation -------------------------------------------------------------------------------
-
-local FORBIDDEN = { "os", "io", "require", "load", "loadfile", "dofile", "debug", "collectgarbage",
-  "package", "print", "setmetatable", "getmetatable", "rawset", "rawget", "pcall", "xpcall" }
-
-local function explain_runtime_error(message)
-  for _, name in ipairs(FORBIDDEN) do
-    if message:find("'" .. name .. "'", 1, true) and message:find("global", 1, true) then
-      return message .. " (specs run in a sandbox: os, io, require, load, dofile, debug and "
-        .. "collectgarbage are not available)"
-    end
-  end
-  return message
+-- The text of the spec file at path, or raises: a regular file of at most MAX_SOURCE_BYTES.
+function M.read(host, path)
+  local source, why = host.read_file(path, M.MAX_SOURCE_BYTES)
+  if not source then errors.raise("rnnc: cannot read spec: " .. hint.inline(why)) end
+  return source
 end
 
--- "path:12: message" -> 12, "message"
-local CHUNK_NAME = "spec"
-
-local function split_position(message)
-  local prefix = CHUNK_NAME .. ":"
-  if message:sub(1, #prefix) == prefix then
-    local line, rest = message:sub(#prefix + 1):match("^(%d+): (.*)$")
-    if line then return tonumber(line), rest end
-  end
-  return nil, message
-end
-
-local function report(path, problems)
-  table.sort(problems, function(a, b) return (a.line or 0) < (b.line or 0) end)
-  local out = {}
-  for _, p in ipairs(problems) do
-    table.insert(out, string.format("%s:%s error: %s", path, p.line and (p.line .. ":") or "", p.message))
-  end
-  table.insert(out, string.format("%s: %d error%s", path, #problems, #problems == 1 and "" or "s"))
-  errors.raise(table.concat(out, "\n"))
-end
-
--- Runs the spec in the sandbox: the model it returned and the source's lines, or raises.
 local function evaluate(host, path, source)
-  local lines = {}
-  for line in (source .. "\n"):gmatch("([^\n]*)\n") do table.insert(lines, line) end
-  local state = { problems = {} }
-  local env = make_environment(state, lines)
-  -- A short chunk name: Lua abbreviates long file names in its messages ("...k/dir/x.lua:4:"),
-  -- so positions are read against this name and reported against the real path.
-  local chunk, syntax_error = load(source, "=" .. CHUNK_NAME, "t", env)
-  if not chunk then
-    local line, message = split_position(syntax_error)
-    report(path, { { line = line, message = "syntax error: " .. message } })
-  end
-  -- Strings index the real string library through their shared metatable: point it at the
-  -- sandbox's copy while the spec runs.
-  local string_meta = getmetatable("")
-  string_meta.__index = env.string
-  local ok, result, limit = host.sandbox(chunk, nil, M.INSTRUCTION_LIMIT, M.MEMORY_LIMIT)
-  string_meta.__index = string
-  if limit == "instructions" then
-    report(path, { { message = string.format("the spec ran past the instruction limit (%d instructions): "
-      .. "is there an endless loop?", M.INSTRUCTION_LIMIT) } })
-  elseif limit == "memory" then
-    report(path, { { message = string.format("the spec used more memory than the limit (%d MiB)",
-      M.MEMORY_LIMIT >> 20) } })
-  elseif not ok then
-    local line, message = split_position(tostring(result))
-    report(path, { { line = line, message = explain_runtime_error(message) } })
-  end
-  if #state.problems > 0 then report(path, state.problems) end
-  if state.model == nil or result ~= state.model then
-    report(path, { { line = #lines > 0 and 1 or nil,
-      message = "a spec must return a model: return model { name = ..., input = ..., ... }" } })
-  end
-  return state.model, lines
+  return sandbox.evaluate(host, path, source, { instructions = M.INSTRUCTION_LIMIT, bytes = M.MEMORY_LIMIT,
+    seconds = M.TIME_LIMIT, reported = M.MAX_REPORTED })
 end
 
 function M.parse(host, path, source)
-  local model, lines = evaluate(host, path, source)
-  local spec, problems = validate(model, lines, path)
-  if not spec then report(path, problems) end
+  local state, lines = evaluate(host, path, source)
+  local spec, problems = validate(state, lines, path)
+  if not spec then errors.report(path, problems, M.MAX_REPORTED) end
   return spec
 end
 
@@ -547,7 +545,7 @@ end
 
 -- Sets field (a --vary address such as "recurrent.2.size") to the text value in the model's
 -- fields; nil, or what is wrong and whether it is the address (true) rather than the value.
-local function assign(fields, field, value)
+local function assign(fields, objects, field, value)
   local names = vary_fields()
   local list, index, attr = field:match("^(%a+)%.(%d+)%.([%a_]+)$")
   if not list then
@@ -566,15 +564,18 @@ local function assign(fields, field, value)
       hint and string.format(" (did you mean '%s'?)", hint) or "", table.concat(names, ", ")), true
   end
   local items, i = fields[list], tonumber(index)
-  local count = type(items) == "table" and #items or 0
+  local count = type(items) == "table" and not objects[items] and #items or 0
   if i < 1 or i > count then
     return string.format("the spec has %d %s layer%s, so there is no %s %d", count, list, count == 1 and "" or "s", list, i), true
   end
   -- A copy: the spec may use one layer table in several places.
-  local item = items[i]
+  local item = objects[items[i]]
+  if not item then return nil end -- not a layer: the validator says so
   local copy = { constructor = item.constructor, kind = item.kind, line = item.line,
     args = table.pack(table.unpack(item.args, 1, item.args.n)) }
-  items[i] = copy
+  local token = {}
+  objects[token] = copy
+  items[i] = token
   if attr == "size" then
     copy.args[1] = number_or_text(value)
   elseif attr == "cell" then
@@ -599,14 +600,17 @@ end
 -- of what is wrong (without file and line: the problem is on the command line) and whether an
 -- address (rather than a value) is wrong.
 function M.variant(host, path, source, assignments)
-  local model, lines = evaluate(host, path, source)
-  if type(model.fields) ~= "table" then return M.parse(host, path, source) end
+  local state, lines = evaluate(host, path, source)
+  local model = state.model
+  if #state.problems > 0 or type(model.fields) ~= "table" or state.objects[model.fields] or state.undefined[model.fields] then
+    return M.parse(host, path, source)
+  end
   model.fields.tuning = nil
   for _, a in ipairs(assignments) do
-    local problem, of_field = assign(model.fields, a.field, a.value)
+    local problem, of_field = assign(model.fields, state.objects, a.field, a.value)
     if problem then return nil, { problem }, of_field end
   end
-  local spec, problems = validate(model, lines, path)
+  local spec, problems = validate(state, lines, path)
   if spec then return spec end
   local messages = {}
   for _, p in ipairs(problems) do table.insert(messages, p.message) end

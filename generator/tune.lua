@@ -757,8 +757,7 @@ local function prune(t)
 end
 
 function M.run(host, opts, toolkit)
-  local source, why = host.read_file(opts.spec)
-  if not source then errors.raise("rnnc: cannot read spec: " .. why) end
+  local source = spec_pass.read(host, opts.spec)
   local base = spec_pass.parse(host, opts.spec, source)
   check_options(host, opts)
   local t = { host = host, opts = opts, toolkit = toolkit, base = base, metric_key = opts.metric .. "_us",
