@@ -71,6 +71,7 @@ local function match_class(c, cl)
   elseif lower == 117 then res = c >= 65 and c <= 90                        -- %u
   elseif lower == 119 then res = isalnum(c)                                 -- %w
   elseif lower == 120 then res = isdigit(c) or (c >= 97 and c <= 102) or (c >= 65 and c <= 70) -- %x
+  elseif lower == 122 then res = c == 0                                     -- %z (deprecated)
   else return cl == c end
   if cl >= 65 and cl <= 90 then return not res end
   return res
@@ -203,6 +204,7 @@ local function match_capture(ms, s, c)
     fail(string.format("invalid capture index %%%d", l))
   end
   local len = ms.len[l]
+  if len == CAP_POSITION then return nil end -- C compares (size_t)-2 bytes: never a match
   if ms.src_end - s >= len and sub(ms.src, ms.init[l], ms.init[l] + len - 1) == sub(ms.src, s, s + len - 1) then
     return s + len
   end

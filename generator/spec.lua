@@ -72,7 +72,7 @@ end
 -- Names whose generated files would clash with what they are compiled or imported with. The
 -- build compiles with -I DIR, so DIR/<name>.h shadows any system header of that name that the
 -- generated code, nnrt.h, or the headers they include (directly or through a backend, on every
--- ISA) read with #include <name.h>; DIR/<name>.py shadows the modules <name>.py imports. And
+-- ISA) read with #include <NAME.h>; DIR/<name>.py shadows the modules <name>.py imports. And
 -- <name>_init, <name>_load are macros of <stdatomic.h> (--isa multi) for the name atomic.
 -- tests/test_hostile.c derives the headers and identifiers from the sources and the compiler.
 local SYSTEM_HEADERS = {}

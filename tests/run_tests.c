@@ -21,6 +21,7 @@ Suite *examples_suite(void);
 Suite *isa_suite(void);
 Suite *threads_suite(void);
 Suite *tune_suite(void);
+Suite *hostile_suite(void);
 
 int main(void)
 {
@@ -42,6 +43,7 @@ int main(void)
     srunner_add_suite(runner, isa_suite());
     srunner_add_suite(runner, threads_suite());
     srunner_add_suite(runner, tune_suite());
+    srunner_add_suite(runner, hostile_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);
