@@ -564,13 +564,13 @@ static int host_kill(lua_State *L)
 
 /* Text from a spec, a path or a file reaches the terminal only through this rule (the runtime's
  * nnrt__printable applies it to what it reads from files): control characters (C0 but the line
- * break, DEL, C1), malformed UTF-8 and the bidirectional overrides could forge lines of output or
- * drive the terminal, so each becomes '?'. Printable ASCII and well-formed UTF-8 stay, so a path
+ * break and the tab, DEL, C1), malformed UTF-8 and the bidirectional overrides could forge lines
+ * of output or drive the terminal, so each becomes '?'. Printable ASCII and well-formed UTF-8 stay, so a path
  * such as /home/josé/ still reads as itself. Returns the bytes of the sequence at p to keep, or 0
  * for a byte that becomes '?'. */
 static size_t printable_length(const unsigned char *p, size_t n)
 {
-    if (p[0] == '\n' || (p[0] >= 0x20 && p[0] < 0x7f)) return 1;
+    if (p[0] == '\n' || p[0] == '\t' || (p[0] >= 0x20 && p[0] < 0x7f)) return 1;
     if (p[0] < 0xc2 || p[0] > 0xf4) return 0;     /* control, DEL, continuation, overlong, > U+10FFFF */
     size_t k = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
     if (n < k) return 0;
@@ -612,6 +612,33 @@ static int host_printable(lua_State *L)
     const char *text = luaL_checklstring(L, 1, &len);
     push_printable(L, text, len);                 /* text clean */
     return 1;
+}
+
+/* io.write for the generator: every piece after the rule above, so nothing the Lua side prints
+ * (paths in "wrote ..." lines, info's report, tune's tables) can drive the terminal. */
+static int clean_write(lua_State *L)
+{
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *text = luaL_checklstring(L, i, &len);
+        push_printable(L, text, len);             /* ... clean */
+        size_t clean_len;
+        const char *clean = lua_tolstring(L, -1, &clean_len);
+        fwrite(clean, 1, clean_len, stdout);
+        lua_pop(L, 1);                            /* ... */
+    }
+    lua_pushboolean(L, 1);                        /* ... true */
+    return 1;
+}
+
+/* Replaces io.write (the generator's only way to stdout) by clean_write. */
+static void install_clean_write(lua_State *L)
+{
+    lua_getglobal(L, "io");                       /* io */
+    lua_pushcfunction(L, clean_write);            /* io clean_write */
+    lua_setfield(L, -2, "write");                 /* io */
+    lua_pop(L, 1);                                /* (empty) */
 }
 
 /* Prints text to stderr after the rule above, and a line break. */
@@ -727,6 +754,7 @@ static int message_handler(lua_State *L)
 static int run(lua_State *L, int argc, char **argv)
 {
     luaL_openlibs(L);
+    install_clean_write(L);
     lua_getglobal(L, "package");                  /* package */
     lua_pushliteral(L, "");
     lua_setfield(L, -2, "path");                  /* package */

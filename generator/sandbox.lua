@@ -167,6 +167,9 @@ local function line_at(level)
   return info and info.currentline > 0 and info.currentline or nil
 end
 
+local MAX_UNDEFINED = 1000 -- distinct undefined names recorded
+local OVERFLOW = "(and more undefined names)"
+
 local ARITHMETIC = { "__add", "__sub", "__mul", "__div", "__mod", "__pow", "__unm", "__idiv", "__band", "__bor",
   "__bxor", "__shl", "__shr", "__bnot", "__concat", "__len", "__lt", "__le", "__newindex" }
 
@@ -190,8 +193,12 @@ function M.environment(state, model_line)
   env.dense = layer("dense", "dense")
   env.model = function(fields)
     local line = line_at(2) or model_line()
-    if state.model then
-      table.insert(state.problems, { line = line, message = "model { ... } is called more than once" })
+    if state.model then -- reported once per line (a loop may call it a million times)
+      state.repeated = state.repeated or {}
+      if not state.repeated[line or 0] and #state.problems < 100 then
+        state.repeated[line or 0] = true
+        table.insert(state.problems, { line = line, message = "model { ... } is called more than once" })
+      end
     end
     local token = {}
     state.model = { fields = fields, line = line, token = token }
@@ -222,6 +229,14 @@ function M.environment(state, model_line)
       local key = type(name) == "string" and name or tostring(name)
       local token = state.undefined_by_name[key]
       if not token then
+        -- Distinct names are recorded up to a bound (a loop may read _ENV["x" .. i]); the rest
+        -- share one token, counted.
+        state.undefined_count = (state.undefined_count or 0) + 1
+        if state.undefined_count > MAX_UNDEFINED then
+          token = state.undefined_by_name[OVERFLOW]
+          if token then return token end
+          key = OVERFLOW
+        end
         token = setmetatable({}, marker_meta)
         state.undefined_by_name[key] = token
         state.undefined[token] = { name = key, line = line_at(2) }
@@ -274,7 +289,7 @@ for word in ([[and break do else elseif end false for function goto if in local 
 local function known_names(env, source)
   local names, seen = {}, {}
   local function add(word)
-    if #names < 4096 and not seen[word] and not LUA_KEYWORDS[word] then
+    if #names < 1024 and not seen[word] and not LUA_KEYWORDS[word] then
       seen[word] = true
       table.insert(names, word)
     end
@@ -301,11 +316,14 @@ local function undefined_problems(state, env, source, max_reported)
   for i, record in ipairs(records) do
     if i > max_reported then break end
     names = names or known_names(env, source)
+    if i > 10 then names = {} end -- hints for the first ten: each costs up to 1024 bounded distances
     local name = hint.name(record.name)
     -- The source's own words are many: only a close one is a likely meaning of a short name.
     local near = #record.name <= 4 and 1 or 2
     local message
-    if record.called and not record.indexed then
+    if record.name == OVERFLOW then
+      message = string.format("more than %d distinct undefined names are read", MAX_UNDEFINED)
+    elseif record.called and not record.indexed then
       message = string.format("unknown function %s%s; the constructors are rnn, gru, lstm, dense and model", name,
         hint.did_you_mean(record.name, names, nil, near))
     else

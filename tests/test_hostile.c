@@ -118,6 +118,14 @@ START_TEST(paths_are_printed_clean)
     ck_assert_int_eq(test_run(command, &out), 1);
     ck_assert_msg(strstr(out.text, ":1: error: layer 1 (lstm): size must be a positive integer, got 0"), "%s", out.text);
     assert_printable("bad spec under a hostile directory", out.text);
+    char good[700];
+    snprintf(good, sizeof good, "%s/good.lua", sub);
+    const char *fine = "return model { name = \"m\", input = 3, seq_len = 8, recurrent = { lstm(2) } }\n";
+    write_text(good, fine, strlen(fine));
+    snprintf(command, sizeof command, TIMEOUT "%s check %s/x*/good.lua", RNNC, dir);
+    ck_assert_int_eq(test_run(command, &out), 0);
+    ck_assert_msg(strstr(out.text, "good.lua: ok (model m)"), "%s", out.text);
+    assert_printable("good spec under a hostile directory", out.text);
     snprintf(command, sizeof command, TIMEOUT "%s check %s/x*/nothing.lua", RNNC, dir);
     ck_assert_int_eq(test_run(command, &out), 1);
     ck_assert_msg(strstr(out.text, "cannot read spec: "), "%s", out.text);
